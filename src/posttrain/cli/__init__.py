@@ -19,7 +19,11 @@ app = typer.Typer(
 )
 
 # Order is the order of `posttrain --help`.
-_GROUPS = ["serve", "users", "models_cmd", "evals_cmd", "demo"]
+_GROUPS = [
+    "serve", "users", "models_cmd", "evals_cmd", "export_cmd", "reward_cmd", "train_cmd",
+    "gate_cmd", "arena_cmd", "ab_cmd", "stats_cmd", "compare_cmd", "simulate_cmd", "loop_cmd",
+    "demo",
+]
 
 for _name in _GROUPS:
     try:

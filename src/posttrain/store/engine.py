@@ -68,8 +68,11 @@ def _alembic_config(connection) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent, and safe when several processes
-    open a new store at once: they take turns, the later ones find nothing to do)."""
+    """Bring the schema to the newest migration of every branch (idempotent, and safe when several
+    processes open a new store at once: they take turns, the later ones find nothing to do).
+
+    Each stage of the loop adds its tables in its own migration off 0001 (`0002_<stage>.py`), so
+    the history has several independent heads and "heads" upgrades them all."""
     if engine.dialect.name == "sqlite":
         path = engine.url.database
         if path and path != ":memory:":
@@ -78,13 +81,13 @@ def migrate(engine: Engine) -> None:
             with open(f"{path}.migrate-lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 with engine.begin() as conn:
-                    command.upgrade(_alembic_config(conn), "head")
+                    command.upgrade(_alembic_config(conn), "heads")
             return
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Transaction-scoped advisory lock: released at commit, serializes concurrent upgrades.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411020001)")
-        command.upgrade(_alembic_config(conn), "head")
+        command.upgrade(_alembic_config(conn), "heads")
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:
