@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ["ifeval", "sycophancy", "engagement", "verbosity", "grounding", "capability", "northstar"]
+_MODULES = [
+    "ifeval", "sycophancy", "engagement", "verbosity", "grounding", "capability", "northstar",
+    # Measure, second part (each optional until its module lands)
+    "darkbench", "syco_bench", "elephant", "ambiguity",
+]
 
 for _name in _MODULES:
     try:
