@@ -1,55 +1,62 @@
-"""`posttrain demo`: the main job on the embedded model.
+"""`posttrain demo [--out DIR] [--quick]`: the whole loop rehearsed on the embedded model.
 
-Until the loop rehearsal exists (issue "Rehearse"), the demo is the Collect stage: it prepares the
-embedded model, creates a fresh admin user, prints their key and the URL, and serves the chat page
-so a new user can chat and give feedback that lands in the store.
+Simulated users chat with a real `posttrain serve` and give feedback; the feedback is curated,
+a reward model is trained and audited, a naive and a guarded candidate are trained, evaluated
+and gated, and report.json / report.html are written. Started again with the same --out, the
+finished stages are not redone (a killed run resumes). `make serve` serves alone.
 """
 
 from __future__ import annotations
 
-import time
+import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from posttrain.cli._common import db_option, fail
+from posttrain.cli._common import fail
 
 
 def demo_cmd(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
-    db: Optional[str] = db_option(),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the store, datasets, models' lineage and the report."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer users and steps (<= 8 min on 2 cores) instead of the full run (<= 30 min)."),
+    smoke: bool = typer.Option(False, "--smoke", help="The CI check: every stage runs, tiny sizes (no outcome claimed)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Public data (MT-Bench, IFEval), e.g. ../shared/data; without it the built-in question bank is used."),
+    personas: Optional[Path] = typer.Option(None, "--personas", help="Personas TOML (default: the one shipped in posttrain/simulate)."),
+    base_path: Optional[Path] = typer.Option(None, "--base-path", help="Train and serve this HF folder instead of the embedded model (tests use a tiny model)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json instead of the summary."),
 ) -> None:
-    """Serve the embedded model with a fresh admin key: open the URL, sign in, chat, give feedback."""
-    from posttrain.ids import new_id
-    from posttrain.models.embedded import embedded_model_dir, is_converted
-    from posttrain.serve.app import serve
-    from posttrain.store import Store
-    from posttrain.store.users import add_user
+    """Rehearse the launch: simulated users, export, reward model + audit, naive and guarded candidates, gate, report."""
+    from posttrain.loop import run_demo
+    from posttrain.loop.demo import summary_lines
 
-    if not is_converted():
-        typer.echo("Converting the embedded model SmolLM2-135M-Instruct to safetensors (once, ~30 s)...")
-    t0 = time.perf_counter()
-    folder = embedded_model_dir()
-    typer.echo(f"Embedded model ready in {time.perf_counter() - t0:.1f} s: {folder}")
-
-    store = Store.open(db)
+    mode = "smoke" if smoke else "quick" if quick else "full"
     try:
-        name = f"demo-admin-{new_id()[-6:].lower()}"
-        user, key = add_user(store, name, admin=True)
-        url_db = store.engine.url.render_as_string(hide_password=True)
-    finally:
-        store.close()
-    shown = f"[{host}]" if ":" in host else host
-    typer.echo(
-        f"\nAdmin user {user.name} created. Sign in at http://{shown}:{port}/ with this key:\n\n"
-        f"    {key}\n\n"
-        f"Feedback you give is stored in {url_db}. Stop with Ctrl-C.\n"
-    )
-    try:
-        serve(host=host, port=port, db=db)
-    except OSError as exc:
-        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc} (try `make demo PORT=8001`)")
+        state = run_demo(out, mode, seed=seed, data_dir=str(data_dir.resolve()) if data_dir else None,
+                         base_path=str(base_path.resolve()) if base_path else None,
+                         personas=str(personas.resolve()) if personas else None,
+                         log=lambda m: typer.echo(m, err=as_json))
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    report_path = out / "report.json"
+    if not report_path.exists():
+        fail(f"no report was written; see {out / 'state.json'}")
+    report = json.loads(report_path.read_text())
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo("")
+        for line in summary_lines(report, out.resolve()):
+            typer.echo(line)
+        guarded = next((c for c in report["candidates"] if c["name"].startswith("demo-guarded") and c.get("available")), None)
+        db = f"sqlite:///{(out / 'home' / 'posttrain.db').resolve()}"
+        if guarded:
+            typer.echo(f"\nChat with the guarded model in the browser (`make serve` serves the default store):\n"
+                       f"  posttrain users add me --db {db}\n  posttrain serve --db {db} --model {guarded['name']}")
+    failed = [s for s in state["stages"].values() if s["status"] == "failed"]
+    raise typer.Exit(1 if failed else 0)
 
 
 def register(app: typer.Typer) -> None:

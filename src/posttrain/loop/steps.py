@@ -1,0 +1,248 @@
+"""The work of each loop stage, shared by the demo and `posttrain loop`: thin calls into the
+parts' Python APIs (datasets, reward, train, evals, gate, arena, experiments)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from posttrain.loop.stages import Context, StageUnavailable
+
+# Graders whose score is 1 when the bad thing happened: shown as rates (higher is worse).
+BAD_GRADERS = {"follow_up_offer", "flattery_opener", "apology", "flip", "opinion_match", "positivity"}
+
+# The guarded recipe's reward mix: correctness and instruction following, minus flattery and
+# bait, plus the reward model capped and down-weighted (its audit flags it with these users).
+GUARDED_MIX = [
+    {"signal": "answer_correct", "weight": 1.0},
+    {"signal": "ifeval", "weight": 1.0},
+    {"signal": "flattery_opener", "weight": -1.0},
+    {"signal": "follow_up_offer", "weight": -1.0},
+]
+
+
+def api(module: str, name: str) -> Any:
+    """`module.name`, or StageUnavailable naming what is missing (a part still being built)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise StageUnavailable(f"{module} cannot be imported: {exc}") from None
+    fn = getattr(mod, name, None)
+    if fn is None:
+        raise StageUnavailable(f"{module}.{name} is missing")
+    return fn
+
+
+def db_url(out: Path) -> str:
+    return f"sqlite:///{(out / 'home' / 'posttrain.db').resolve()}"
+
+
+def ensure_server(ctx: Context) -> Any:
+    """The demo's `posttrain serve` subprocess, started on first need (also after a resume)."""
+    from posttrain.loop.server import Server
+    from posttrain.models.embedded import embedded_model_dir, model_cache_dir
+
+    server = ctx.resources.get("server")
+    if server is not None:
+        return server
+    if not ctx.settings.get("base_path"):
+        embedded_model_dir()  # convert once, here, so the server does not time out doing it
+    # A fresh home, but the converted embedded model is shared (no second 540 MB copy).
+    env = {"POSTTRAIN_MODEL_CACHE": str(model_cache_dir())}
+    server = Server(db_url(ctx.out), ctx.out / "home", ctx.out / "home" / "server.log", env=env).start()
+    ctx.resources["server"] = server
+    return server
+
+
+def with_max_tokens(cfg: Any, max_tokens: int) -> Any:
+    return dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, max_tokens=max_tokens))
+
+
+def totals(users: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"users": len(users)}
+    for u in users:
+        for k, v in u.items():
+            if isinstance(v, int) and not isinstance(v, bool) and k != "user":
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+def unique_name(store: Any, name: str) -> str:
+    """`name`, or `name-2`, `name-3`... when an earlier, interrupted attempt registered it."""
+    from posttrain.models.registry import list_models
+
+    have = {m.name for m in list_models(store)}
+    if name not in have:
+        return name
+    i = 2
+    while f"{name}-{i}" in have:
+        i += 1
+    return f"{name}-{i}"
+
+
+# -- curate --------------------------------------------------------------------------------------
+
+
+def export_all(store: Any, ctx: Context, since: Any = None) -> dict[str, Any]:
+    """Preference pairs (thumbs and picks) and prompts, as stored snapshots."""
+    export = api("posttrain.datasets", "export")
+    out = {}
+    for kind in ("preferences", "prompts"):
+        out[kind] = export(store, kind, str(ctx.path("data", f"{kind}.jsonl")), since=since)
+    return out
+
+
+def _snapshot_path(store: Any, report: dict[str, Any]) -> Path:
+    return Path(api("posttrain.datasets", "get_snapshot")(store, report["snapshot"]).path)
+
+
+# -- reward model ----------------------------------------------------------------------------------
+
+
+def reward(store: Any, ctx: Context, name: str) -> dict[str, Any]:
+    train_rm, audit_rm = api("posttrain.reward", "train_reward_model"), api("posttrain.reward", "audit_reward_model")
+    prefs = ctx.result("export")["preferences"]
+    name = unique_name(store, name)
+    metrics = train_rm(store, name=name, snapshot=prefs["snapshot"], backbone="minilm",
+                                    epochs=1, seed=ctx.settings["seed"])
+    audit = audit_rm(store, name)
+    return {"name": name, "metrics": metrics, "audit": audit, "flagged": bool(audit.get("flagged"))}
+
+
+# -- train -----------------------------------------------------------------------------------------
+
+
+def _model_result(info: Any, recipe: str) -> dict[str, Any]:
+    return {"model": info.name, "recipe": recipe, "parent": info.parent, "data_snapshot": info.data_snapshot,
+            "train": (info.metrics or {}).get("train", {})}
+
+
+def train_naive(store: Any, ctx: Context, base: str, name: str) -> dict[str, Any]:
+    """DPO on the preference pairs that thumbs and picks make, and nothing else."""
+    train_run = api("posttrain.train", "run")
+    prefs = ctx.result("export")["preferences"]
+    config = {"learning_rate": 2e-4, "batch_size": 4, "max_length": 256, "seed": ctx.settings["seed"]}
+    info = train_run("dpo", store=store, base=base, name=unique_name(store, name), snapshot=prefs["snapshot"],
+                     config=config, max_steps=ctx.settings["naive_steps"], progress=True)
+    return _model_result(info, "naive: dpo on the thumbs-derived pairs")
+
+
+def guarded_prompts(store: Any, ctx: Context) -> Path:
+    """The exported prompts with the answer keys and IFEval instructions the rehearsal knows
+    (matched by prompt text), so correctness and instruction following can be rewarded."""
+    from posttrain.simulate.prompts import build_pools
+
+    pools = build_pools(ctx.settings.get("data_dir"), seed=ctx.settings["seed"] + 1)
+    known = {p.text: p for pool in pools.pools.values() for p in pool}
+    rows = [json.loads(line) for line in _snapshot_path(store, ctx.result("export")["prompts"]).read_text().splitlines() if line.strip()]
+    out = ctx.path("data", "guarded_prompts.jsonl")
+    with out.open("w") as f:
+        for row in rows:
+            last = next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), "")
+            p = known.get(last)
+            if p is not None and p.key is not None:
+                row.update({k: p.key[k] for k in ("answer", "kind", "aliases", "distractors", "alt_answers", "abs_tol", "rel_tol")})
+            if p is not None and p.instructions is not None:
+                row.update({"instruction_id_list": p.instructions["instruction_id_list"], "kwargs": p.instructions["kwargs"]})
+            f.write(json.dumps(row) + "\n")
+    return out
+
+
+def train_guarded(store: Any, ctx: Context, base: str, name: str, rm: str | None) -> dict[str, Any]:
+    """GRPO on the reward mix: correctness and instruction-following graders, anti-flattery and
+    anti-bait detectors, and the reward model capped at 1 with a small weight."""
+    train_run = api("posttrain.train", "run")
+    mix = [dict(m) for m in GUARDED_MIX]
+    rm_result = ctx.result("reward")
+    if rm_result:
+        mix.append({"signal": f"rm:{rm_result['name']}", "weight": 0.25, "cap": 1.0})
+    config = {"reward_mix": mix, "num_generations": 4, "max_completion_length": 48, "batch_size": 4,
+              "learning_rate": 1e-5, "seed": ctx.settings["seed"]}
+    info = train_run("grpo", store=store, base=base, name=unique_name(store, name), data=str(guarded_prompts(store, ctx)),
+                     config=config, max_steps=ctx.settings["guarded_steps"], progress=True,
+                     allow_flagged=bool(rm_result and rm_result["flagged"]))
+    return _model_result(info, "guarded: grpo on correctness + ifeval - flattery - bait + rm (capped)")
+
+
+# -- evaluate --------------------------------------------------------------------------------------
+
+
+def suites_for(ctx: Context) -> list[str]:
+    out = ["engagement", "sycophancy-are-you-sure", "capability"]
+    if ctx.settings.get("data_dir"):
+        out.append("ifeval")
+    return out
+
+
+def comparison_rows(cmp: dict[str, Any], suite: str) -> list[dict[str, Any]]:
+    """Per-metric deltas, candidate minus baseline, with their intervals. Detector graders are
+    turned into rates (1 = the bad thing happened), so a rise is a rise in flattery or bait."""
+    rows = []
+    for m in cmp["metrics"]:
+        bad = m["metric"] in BAD_GRADERS and m["kind"] == "pass_rate"
+        sign = -1.0 if bad else 1.0
+        base, cand = (1 - m["mean_a"], 1 - m["mean_b"]) if bad else (m["mean_a"], m["mean_b"])
+        lo, hi = sorted((sign * m["ci"][0], sign * m["ci"][1]))
+        rows.append({"metric": f"{suite}.{m['metric']}{'_rate' if bad else ''}", "baseline": base, "candidate": cand,
+                     "delta": sign * m["delta"], "ci": [lo, hi], "p": m["p_value"], "n": m["n_pairs"],
+                     "higher_is_worse": bad or m["metric"] in BAD_GRADERS})
+    return rows
+
+
+def evaluate(store: Any, ctx: Context, baseline: str, candidates: list[str]) -> dict[str, Any]:
+    from posttrain.evals import compare_runs, run_suite
+
+    runs: dict[str, dict[str, Any]] = {}
+    for model in [baseline, *candidates]:
+        runs[model] = {}
+        for suite in suites_for(ctx):
+            ctx.log(f"  eval {suite} on {model} ...")
+            s = run_suite(store, suite, model, limit=ctx.settings["eval_limit"], seed=0,
+                          data_dir=ctx.settings.get("data_dir"), progress=False)
+            runs[model][suite] = {"run_id": s.run_id, "metrics": s.metrics, "n": s.n_cases, "seconds": round(s.seconds, 1)}
+    deltas = {}
+    for cand in candidates:
+        deltas[cand] = [row for suite in suites_for(ctx)
+                        for row in comparison_rows(compare_runs(store, runs[baseline][suite]["run_id"],
+                                                                runs[cand][suite]["run_id"]), suite)]
+    return {"baseline": baseline, "candidates": candidates, "runs": runs, "deltas": deltas}
+
+
+# -- gate ------------------------------------------------------------------------------------------
+
+SCRIPTED_REVIEWER = "scripted-reviewer (demo: no human looked)"
+
+
+def gate_all(store: Any, ctx: Context, baseline: str, candidates: list[str], policy: str | None = None) -> dict[str, Any]:
+    """Gate each candidate; the human review is taken by a scripted reviewer that approves every
+    item (so only the numbers can block), and the result says so."""
+    run_gate, submit_review = api("posttrain.gate", "run_gate"), api("posttrain.gate", "submit_review")
+    out = {}
+    for cand in candidates:
+        ctx.log(f"  gate {cand} against {baseline} ...")
+        result = run_gate(store, cand, baseline, policy=policy or ctx.settings.get("policy"),
+                               limit=ctx.settings.get("gate_limit"), report=str(ctx.path(f"gate-{cand}.html")))
+        review = None
+        if result.get("review", {}).get("status") == "pending" or result.get("status") == "pending":
+            items = (result.get("review") or {}).get("items", [])
+            verdicts = [{"item": it.get("id", i), "verdict": "ok"} for i, it in enumerate(items)]
+            review = submit_review(store, result["decision_id"], SCRIPTED_REVIEWER, verdicts)
+            result = {**result, **(review if isinstance(review, dict) else {})}
+        out[cand] = {"result": result, "scripted_review": review is not None, "reviewer": SCRIPTED_REVIEWER}
+    return out
+
+
+def leaderboard(store: Any) -> dict[str, Any] | None:
+    """Bradley–Terry ratings of the arms from the simulated pairwise picks (posttrain.arena)."""
+    try:
+        votes_from_store, fit = api("posttrain.arena", "votes_from_store"), api("posttrain.arena", "fit")
+    except StageUnavailable as exc:
+        return {"models": [], "note": f"leaderboard: not available in this build ({exc})"}
+    votes = votes_from_store(store)
+    if not votes:
+        return {"models": [], "note": "no pairwise votes"}
+    return fit(votes, rounds=100, ci="bootstrap", seed=0)
