@@ -1,4 +1,5 @@
-"""`posttrain users`: create API keys and list users."""
+"""`posttrain users`: create API keys, list users, and users' control over their data (consent,
+delete, revoke a key)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,76 @@ def list_cmd(
         lines.append(f"{u.name:<24} {'yes' if u.is_admin else 'no':<6} {'yes' if u.consent else 'no':<8} "
                      f"{u.key_prefix + '…':<14} {u.to_dict()['created_at']}")
     emit([u.to_dict() for u in users], as_json, "\n".join(lines))
+
+
+@users_app.command("consent")
+def consent_cmd(
+    name: str = typer.Argument(..., help="The user."),
+    on: Optional[bool] = typer.Option(None, "--on/--off", help="--on: their data may train models; --off: left out of every later export."),
+    db: Optional[str] = db_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Turn a user's consent to training on their data on or off."""
+    from posttrain.store.users import UserNotFound, set_consent_by_name
+
+    if on is None:
+        fail("say --on or --off")
+    store = _open_store(db)
+    try:
+        user = set_consent_by_name(store, name, on)
+    except UserNotFound as exc:
+        fail(exc.args[0])
+    finally:
+        store.close()
+    emit(user.to_dict(), as_json, f"{user.name}: consent {'on' if user.consent else 'off'}")
+
+
+@users_app.command("revoke-key")
+def revoke_key_cmd(
+    name: str = typer.Argument(..., help="The user."),
+    db: Optional[str] = db_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (includes the new key)."),
+) -> None:
+    """Replace a user's API key: the old one is refused at once by every running server; prints the new one."""
+    from posttrain.store.users import UserNotFound, revoke_key
+
+    store = _open_store(db)
+    try:
+        user, key = revoke_key(store, name)
+    except UserNotFound as exc:
+        fail(exc.args[0])
+    finally:
+        store.close()
+    emit({**user.to_dict(), "api_key": key}, as_json, key)
+
+
+@users_app.command("delete")
+def delete_cmd(
+    name: str = typer.Argument(..., help="The user."),
+    db: Optional[str] = db_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Delete a user with their conversations, completions, feedback, memory and instructions;
+    lists the models already trained on their data."""
+    from posttrain.store.users import UserNotFound, delete_user
+
+    store = _open_store(db)
+    try:
+        result = delete_user(store, name)
+    except UserNotFound as exc:
+        fail(exc.args[0])
+    finally:
+        store.close()
+    deleted = ", ".join(f"{t} {n}" for t, n in result["deleted"].items())
+    lines = [f"deleted user {name} ({deleted})"]
+    if result["trained_models"]:
+        lines.append(f"models already trained on their data ({len(result['snapshots'])} snapshot(s) held their rows):")
+        lines += [f"  {m['name']}  (via {m['via']}, snapshot {m['data_snapshot']})" for m in result["trained_models"]]
+    elif result["snapshots"]:
+        lines.append(f"{len(result['snapshots'])} snapshot(s) held their rows; no registered model names one of them")
+    else:
+        lines.append("no snapshot held their rows: no model was trained on their data")
+    emit(result, as_json, "\n".join(lines))
 
 
 def register(app: typer.Typer) -> None:

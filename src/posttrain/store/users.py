@@ -12,15 +12,17 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import column as sa_column, inspect, select, table as sa_table, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from posttrain.ids import new_id
+from posttrain.store import invalidation
 from posttrain.store._store import Store
 from posttrain.store.schema import User
 
 KEY_PREFIX = "pt-"
+USERS_TOPIC = "users"  # the invalidation topic of everything cached per user/key
 
 
 class UserExists(ValueError):
@@ -111,5 +113,114 @@ def list_users(session: Session) -> list[UserInfo]:
 
 
 def set_consent(session: Session, user_id: str, consent: bool) -> None:
-    """A write function (run it through store.write/awrite)."""
+    """A write function (run it through store.write/awrite). Bumps the "users" topic: servers
+    cache UserInfo (consent included) per key."""
     session.execute(update(User).where(User.id == user_id).values(consent=consent))
+    invalidation.bump(session, USERS_TOPIC)
+
+
+class UserNotFound(LookupError):
+    """No user has that name."""
+
+
+def user_by_name(session: Session, name: str) -> UserInfo | None:
+    u = session.scalars(select(User).where(User.name == name)).first()
+    return _info(u) if u else None
+
+
+def _require(session: Session, name: str) -> User:
+    u = session.scalars(select(User).where(User.name == name)).first()
+    if u is None:
+        raise UserNotFound(f"no user named {name!r} (see `posttrain users list`)")
+    return u
+
+
+def set_consent_by_name(store: Store, name: str, consent: bool) -> UserInfo:
+    """Turn a user's consent on or off. Off keeps their rows out of every later export."""
+
+    def write(s: Session) -> UserInfo:
+        u = _require(s, name)
+        set_consent(s, u.id, consent)
+        s.refresh(u)
+        return _info(u)
+
+    return store.write(write)
+
+
+def revoke_key(store: Store, name: str) -> tuple[UserInfo, str]:
+    """Replace a user's API key with a new one; the old key stops working on every server at
+    once (the "users" topic is bumped in the same transaction). Returns (user, new key)."""
+    key = new_api_key()
+
+    def write(s: Session) -> UserInfo:
+        u = _require(s, name)
+        u.key_hash, u.key_prefix = hash_key(key), key[:10]
+        invalidation.bump(s, USERS_TOPIC)
+        s.flush()
+        return _info(u)
+
+    return store.write(write), key
+
+
+# Core tables holding a user's data, children first (foreign keys point up this list).
+_OWNED = ("feedback_events", "messages", "completions", "conversations", "memories", "custom_instructions")
+
+
+def _other_references(session: Session) -> list[tuple[str, str, str]]:
+    """(table, column, referred table) for every foreign key into users, conversations or
+    completions from tables other stages added: their rows about the user go too."""
+    insp = inspect(session.connection())
+    out = []
+    for table in insp.get_table_names():
+        if table in _OWNED or table == "users":
+            continue
+        for fk in insp.get_foreign_keys(table):
+            if fk["referred_table"] in ("users", "conversations", "completions") and len(fk["constrained_columns"]) == 1:
+                out.append((table, fk["constrained_columns"][0], fk["referred_table"]))
+    return out
+
+
+def delete_user(store: Store, name: str) -> dict[str, Any]:
+    """Delete a user and everything they gave: conversations, messages, completions, feedback,
+    memory, custom instructions (and rows of other stages' tables pointing at those), in one
+    transaction; their key stops working on every server at once. Returns what was deleted and
+    the registered models already trained on their data (found through the snapshots that held
+    their rows, which keep that record), so an admin can act on them."""
+    from posttrain.store import datasets as dataset_queries
+    from posttrain.store.schema import Completion, Conversation
+
+    def write(s: Session) -> dict[str, Any]:
+        u = _require(s, name)
+        uid = u.id
+        snapshots = dataset_queries.snapshots_with_user(s, uid)
+        models = dataset_queries.models_trained_on(s, snapshots)
+        ids = {
+            "users": select(User.id).where(User.id == uid),
+            "conversations": select(Conversation.id).where(Conversation.user_id == uid),
+            "completions": select(Completion.id).where(Completion.user_id == uid),
+        }
+        deleted: dict[str, int] = {}
+        for table, column, referred in _other_references(s):
+            t = sa_table(table, sa_column(column))
+            n = s.execute(t.delete().where(t.c[column].in_(ids[referred]))).rowcount
+            if n:
+                deleted[table] = deleted.get(table, 0) + n
+        params = {"uid": uid}
+        own = "(SELECT id FROM completions WHERE user_id = :uid)"
+        statements = {
+            "feedback_events": f"DELETE FROM feedback_events WHERE user_id = :uid OR completion_id IN {own} "
+                               f"OR other_completion_id IN {own}",
+            "messages": "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = :uid)",
+            "completions": "DELETE FROM completions WHERE user_id = :uid",
+            "conversations": "DELETE FROM conversations WHERE user_id = :uid",
+            "memories": "DELETE FROM memories WHERE user_id = :uid",
+            "custom_instructions": "DELETE FROM custom_instructions WHERE user_id = :uid",
+        }
+        for table in _OWNED:
+            deleted[table] = s.execute(text(statements[table]), params).rowcount
+        s.delete(u)
+        invalidation.bump(s, USERS_TOPIC)
+        s.flush()
+        return {"user": name, "id": uid, "deleted": deleted, "snapshots": snapshots, "trained_models": models}
+
+    return store.write(write)
