@@ -1,0 +1,175 @@
+"""What every recipe shares: the base model's folder, TRL arguments for the CPU, LoRA, merging.
+
+The recipes are thin: each maps posttrain's TrainConfig onto its TRL config and trainer. The
+settings here are the ones posttrain fixes for the user: on the CPU `bf16=False, fp16=False,
+use_cpu=True` (TRL's bf16 default makes CPU training 15-20x slower), no hub, no wandb, our own
+progress bar, checkpoints every `save_steps` with the last two kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from posttrain import config as pt_config
+from posttrain.train.config import TrainConfig
+
+
+def runs_dir(name: str) -> Path:
+    """Where a run's checkpoints live: $POSTTRAIN_HOME/runs/<name>/."""
+    return pt_config.home() / "runs" / name
+
+
+def trained_model_dir(name: str) -> Path:
+    """Where the merged model is saved: $POSTTRAIN_HOME/models/<name>/ (a plain HF folder)."""
+    return pt_config.home() / "models" / name
+
+
+def resolve_base(store: Any, base: str) -> Path:
+    """The HF folder of a registered local model (the embedded model is converted on first use).
+    ValueError (one line) for an unknown name or a model that is not local."""
+    from posttrain.models.registry import ensure_default_models, get_model
+
+    ensure_default_models(store)
+    try:
+        info = get_model(store, base)
+    except KeyError as exc:
+        raise ValueError(f"unknown base model: {exc}") from None
+    if info.backend != "local":
+        raise ValueError(f"base model {base!r} is served by the {info.backend!r} backend; training needs a local model (posttrain models add NAME --backend local --path DIR)")
+    if info.config.get("path"):
+        folder = Path(info.config["path"])
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"base model {base!r}: no Hugging Face folder at {folder}")
+        return folder
+    from posttrain.models.embedded import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+def on_gpu() -> bool:
+    """True when CUDA is usable (then mixed precision and GPU placement are left to accelerate)."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a hard requirement of training
+        return False
+
+
+def trl_args(cfg: TrainConfig, out_dir: Path, *, logging_steps: int = 1) -> dict[str, Any]:
+    """Keyword arguments every TRL config gets from posttrain's config."""
+    import torch
+
+    gpu = on_gpu()
+    args: dict[str, Any] = {
+        "output_dir": str(out_dir),
+        "learning_rate": cfg.learning_rate,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "seed": cfg.seed,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": logging_steps,
+        "report_to": "none",
+        "disable_tqdm": True,  # our progress bar (progress.py) shows loss and reward instead
+        "push_to_hub": False,
+        "dataloader_num_workers": 0,
+        # fp32 on the CPU: bf16 there is emulated and 15-20x slower; GPUs get bf16 when they support it.
+        "bf16": bool(gpu and torch.cuda.is_bf16_supported()),
+        "fp16": False,
+        "use_cpu": not gpu,
+        # Activation checkpointing (TRL's default) trades ~30 % more compute for memory a CPU run
+        # of a small model does not need; GPUs keep it.
+        "gradient_checkpointing": gpu,
+        "model_init_kwargs": {"dtype": "bfloat16" if gpu and torch.cuda.is_bf16_supported() else "float32"},
+    }
+    if not gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        args["ddp_backend"] = "gloo"  # CPU processes talk over gloo (NCCL needs GPUs)
+    return args
+
+
+def peft_config(cfg: TrainConfig) -> Any:
+    """A peft LoraConfig, or None for full fine-tuning."""
+    if cfg.finetune == "full":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                      target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
+
+
+def accelerate_config(name: str) -> Path:
+    """The packaged accelerate config `name` (cpu2, ddp, zero2, zero3, fsdp) as a file path."""
+    from importlib import resources
+
+    path = Path(str(resources.files("posttrain.train") / "accelerate" / f"{name}.yaml"))
+    if not path.is_file():
+        raise ValueError(f"no accelerate config {name!r}; packaged: cpu2, ddp, zero2, zero3, fsdp")
+    return path
+
+
+def save_merged(trained: Path, base_dir: Path, out: Path) -> Path:
+    """Merge LoRA into the base weights (if `trained` is an adapter) and save model + tokenizer
+    as a plain HF folder at `out`.
+
+    `trained` is what `trainer.save_model` wrote: every process takes part in that call, which is
+    what gathers ZeRO-3 / FSDP shards into whole weights, so this merge (main process only) works
+    the same after any engine. The folder is written to a temp name and renamed, so `out` is
+    either complete or absent; LocalBackend then serves it like any other checkpoint, and its
+    version() (a hash of the weight files, the generation cache's key) differs from the base's
+    because the weights do.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if (trained / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, trained).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(trained, dtype=torch.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        load_tokenizer(trained if (trained / "tokenizer_config.json").exists() else base_dir).save_pretrained(tmp)
+        os.chmod(tmp, 0o755)
+        if out.exists():  # left by a run that died between saving and registering
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of the engines that trained the model (stored in the lineage)."""
+    out = {}
+    for pkg in ("trl", "peft", "torch", "transformers", "accelerate", "datasets"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The base's tokenizer with a pad token (TRL pads batches; SmolLM2's has one, others may not)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not tok.chat_template:
+        raise ValueError(f"the tokenizer in {folder} has no chat template; the TRL layouts are conversational")
+    return tok
