@@ -67,6 +67,9 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL) -> FastAPI:
         web_router = None
     if web_router is not None:
         app.include_router(web_router)
+        from posttrain.serve.review import router as review_router  # the gate's Review view
+
+        app.include_router(review_router)
     return app
 
 
