@@ -9,6 +9,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from posttrain.serve.app import DEFAULT_SYSTEM_PROMPT
 from posttrain.serve.testing import make_env
 from posttrain.store import Completion, Conversation, Message
 from posttrain.store import chat as chat_queries
@@ -56,7 +57,8 @@ def test_an_exchange_is_logged_with_everything_needed_to_learn_from_it(env, stor
     assert row["finish_reason"] == choice["finish_reason"]
     assert row["params"]["max_new_tokens"] == 6 and row["params"]["temperature"] == 0.5
     assert row["params"]["top_p"] == 0.9 and row["params"]["seed"] == 7 and row["params"]["stop"] == ["\n\n"]
-    assert row["prompt"] == [{"role": "user", "content": "Name a colour."}]  # no personalization set
+    # No personalization set: the server's own system message, so the template adds none.
+    assert row["prompt"] == [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "Name a colour."}]
     assert row["custom_instructions"] is None and row["memory"] == []
     assert row["latency_ms"] > 0
     assert row["prompt_tokens"] == body["usage"]["prompt_tokens"] > 0

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from posttrain.feedback.personalization import MEMORY_HEADER
+from posttrain.serve.app import DEFAULT_SYSTEM_PROMPT
 from posttrain.serve.testing import make_env
 from posttrain.store import CustomInstructions, Memory
 from posttrain.store import chat as chat_queries
@@ -96,7 +97,8 @@ def test_personalization_reaches_the_model_and_is_recorded_on_each_completion(en
     ]
     assert rows["after"]["memory"] == ["I like tea."]
     assert "Rex" not in rows["after"]["prompt"][0]["content"]
-    assert rows["bob"]["custom_instructions"] is None and rows["bob"]["prompt"] == [{"role": "user", "content": "hi"}]
+    assert rows["bob"]["custom_instructions"] is None and rows["bob"]["prompt"] == [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "hi"}]
 
 
 def test_admin_endpoint_needs_an_admin_key(env):

@@ -11,9 +11,13 @@ from pathlib import Path
 
 
 def home() -> Path:
-    """The data directory, created on first use."""
+    """The data directory, created on first use readable by its owner only (0700): it holds
+    users' conversations."""
     path = Path(os.environ.get("POSTTRAIN_HOME") or Path.home() / ".posttrain").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is masked by the umask
     return path
 
 

@@ -139,6 +139,9 @@ def validate(payload: Any) -> Feedback:
         if positions is not None:
             if not isinstance(positions, dict) or set(positions) != {"left", "right"}:
                 raise InvalidFeedback('positions: must be {"left": <completion_id>, "right": <completion_id>}')
+            for side in ("left", "right"):
+                if not isinstance(positions[side], str):
+                    raise InvalidFeedback(f"positions.{side}: must be a string (a completion id)")
             if {positions["left"], positions["right"]} != {completion_id, other}:
                 raise InvalidFeedback("positions: left and right must be completion_id and other_completion_id")
             positions = {"left": positions["left"], "right": positions["right"]}

@@ -18,16 +18,23 @@ def system_prompt(custom_instructions: str | None, memory: list[str]) -> str | N
 
 
 def apply(
-    messages: list[dict[str, str]], custom_instructions: str | None, memory: list[str]
+    messages: list[dict[str, str]], custom_instructions: str | None, memory: list[str],
+    default_system: str | None = None,
 ) -> list[dict[str, str]]:
     """Messages as the model sees them.
 
     The personalization prompt goes first. A client's own system message is kept and merged after
     it (one system message, because many chat templates, SmolLM2's included, expect at most one).
+    With `default_system` set (the chat server sets it), a conversation that would otherwise have
+    no system message gets that one, possibly empty: a chat template then has no reason to insert
+    a default system prompt of its own, so the messages are exactly what the model saw.
     """
     prompt = system_prompt(custom_instructions, memory)
     if prompt is None:
-        return [dict(m) for m in messages]
+        out = [dict(m) for m in messages]
+        if default_system is not None and not (out and out[0].get("role") == "system"):
+            out.insert(0, {"role": "system", "content": default_system})
+        return out
     rest = [dict(m) for m in messages]
     if rest and rest[0].get("role") == "system":
         prompt = prompt + "\n\n" + rest.pop(0)["content"]

@@ -44,8 +44,11 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float
-    finish_reason: str = "stop"  # "stop" or "length"
+    finish_reason: str = "stop"  # "stop", "length", or "tool_calls" (an upstream that called tools)
     extra: dict[str, Any] = field(default_factory=dict)
+    # OpenAI-format tool calls the model made ([{"id", "type": "function", "function": {"name",
+    # "arguments"}}]), from backends that take `tools` (see Backend below); None otherwise.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -60,7 +63,16 @@ class StreamChunk:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What posttrain needs from a model."""
+    """What posttrain needs from a model.
+
+    Optional extras a backend may declare (the server checks with getattr):
+    - `supports_tools = True`: `generate(..., extra={"tools", "tool_choice",
+      "parallel_tool_calls", "response_format"})` passes those OpenAI fields on unchanged and
+      accepts tool-role messages and assistant `tool_calls`; Generation.tool_calls holds the
+      calls made. Backends without it get a 400 from the server for such requests.
+    - `parallel_requests = N`: how many requests it serves at once (an upstream server that
+      batches); without it the server gives the backend's CPU one request at a time.
+    """
 
     name: str
 

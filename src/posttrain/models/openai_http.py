@@ -47,6 +47,11 @@ def _reason(resp: httpx.Response) -> str:
     return _one_line(resp.text) or resp.reason_phrase
 
 
+def _finish(reason: Any) -> str:
+    """The upstream's finish_reason in posttrain's vocabulary: length, tool_calls, else stop."""
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
 # Upstream connections kept per backend instance: enough for the requests a server proxies at once.
 PROXY_CONNECTIONS = 64
 
@@ -54,7 +59,13 @@ PROXY_CONNECTIONS = 64
 @register_backend("openai")
 class OpenAIBackend:
     """Talks to `{base_url}/chat/completions`. The key comes from `api_key`, or from the
-    environment variable named by `api_key_env` (the registry stores only that name)."""
+    environment variable named by `api_key_env` (the registry stores only that name).
+
+    Tools, tool_choice, parallel_tool_calls and response_format are passed on unchanged
+    (`generate(..., extra=...)`), as are tool-role messages and assistant tool_calls."""
+
+    supports_tools = True
+    parallel_requests = 64  # = PROXY_CONNECTIONS: the upstream batches across requests
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, api_key_env: str | None = None,
                  timeout: float = 120, concurrency: int = 8, name: str | None = None) -> None:
@@ -98,8 +109,9 @@ class OpenAIBackend:
                 )
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _body(self, conversation: Messages, params: DecodingParams, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _body(self, conversation: Messages, params: DecodingParams, stream: bool,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {**(extra or {}),
             "model": self.model,
             "messages": conversation,
             "max_tokens": params.max_new_tokens,
@@ -122,10 +134,10 @@ class OpenAIBackend:
         if resp.status_code >= 400:
             raise BackendHTTPError(f"OpenAI-compatible server at {self.url} answered {resp.status_code}: {_reason(resp)}")
 
-    def _one(self, conversation: Messages, params: DecodingParams) -> Generation:
+    def _one(self, conversation: Messages, params: DecodingParams, extra: dict[str, Any] | None = None) -> Generation:
         started = time.perf_counter()
         try:
-            resp = self._client.post(self.url, json=self._body(conversation, params, False), headers=self._headers())
+            resp = self._client.post(self.url, json=self._body(conversation, params, False, extra), headers=self._headers())
         except httpx.HTTPError as exc:
             raise self._fail(exc) from None
         self._check(resp)
@@ -133,6 +145,9 @@ class OpenAIBackend:
             data = resp.json()
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
+            calls = choice["message"].get("tool_calls") or None
+            if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
+                raise TypeError("tool_calls")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise BackendHTTPError(
                 f"OpenAI-compatible server at {self.url} sent a response without choices[0].message: {_one_line(resp.text, 120)}"
@@ -143,16 +158,19 @@ class OpenAIBackend:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=(time.perf_counter() - started) * 1000,
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            finish_reason=_finish(choice.get("finish_reason")),
             extra={"usage_reported": bool(usage)},
+            tool_calls=calls,
         )
 
-    def generate(self, conversations: list[Messages], params: DecodingParams) -> list[Generation]:
-        """One request per conversation, `concurrency` at a time; results in input order."""
+    def generate(self, conversations: list[Messages], params: DecodingParams,
+                 extra: dict[str, Any] | None = None) -> list[Generation]:
+        """One request per conversation, `concurrency` at a time; results in input order.
+        `extra` holds OpenAI request fields passed on unchanged (tools, response_format...)."""
         if len(conversations) <= 1:
-            return [self._one(c, params) for c in conversations]
+            return [self._one(c, params, extra) for c in conversations]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations))) as pool:
-            return list(pool.map(lambda c: self._one(c, params), conversations))
+            return list(pool.map(lambda c: self._one(c, params, extra), conversations))
 
     def stream(self, conversation: Messages, params: DecodingParams) -> Iterator[StreamChunk]:
         """Parse the server's SSE stream; the last chunk carries finish_reason and usage."""

@@ -14,19 +14,25 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
 from posttrain.feedback.service import FeedbackService
-from posttrain.serve import admin, chat, conversations, errors, feedback_api, personal
-from posttrain.serve.auth import KeyCache
+from posttrain.serve import admin, chat, conversations, errors, feedback_api, models_api, personal
+from posttrain.serve.auth import AuthFailures, KeyCache
 from posttrain.serve.personal import PersonalizationCache
+from posttrain.serve.scheduler import Limits, Scheduler
 from posttrain.store._store import Store
 
-__all__ = ["create_app", "serve"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "Limits", "create_app", "prepare_model", "serve"]
 
 DEFAULT_MODEL = "smollm2-135m"
+# Sent as the system message of every conversation that has none (see docs/serve.md, "The
+# stored prompt"): the chat template then adds no default of its own, so the stored prompt is
+# exactly what the model saw. `posttrain serve --system-prompt` changes it ("" is allowed).
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 # Threads for non-streaming generations. The local backend serializes its own work (one lock),
 # so extra threads only wait there; an OpenAI-compatible backend is I/O-bound, and a pool smaller
 # than the requests in flight would queue them (8 threads halved proxy throughput at 16 clients).
@@ -34,21 +40,34 @@ GENERATION_THREADS = 64
 log = logging.getLogger("posttrain.serve")
 
 
-def create_app(store: Store, default_model: str = DEFAULT_MODEL) -> FastAPI:
+def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limits | None = None,
+               system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, docs: bool = False,
+               auth_failures_per_minute: int = 30) -> FastAPI:
     """The FastAPI app over `store` (already migrated). `default_model` answers requests that
-    name no model. The app does not close the store: its opener does."""
+    name no model; `limits` are the per-user generation limits (scheduler.Limits);
+    `system_prompt` is sent when a conversation has no system message (None: send nothing and
+    let the chat template decide); `docs` serves Swagger UI at /docs (it loads its assets from a
+    CDN, so it is off by default); `auth_failures_per_minute` bounds failed key checks per
+    client address (0: no bound). The app does not close the store: its opener does."""
     app = FastAPI(
         title="posttrain",
         summary="Chat with logging, feedback capture and personalization (OpenAI-compatible).",
         version="0.1",
+        # Public on purpose: it describes the API, holds no data, and OpenAI-style tooling reads it.
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url="/docs" if docs else None,
         redoc_url=None,
         # Plain `curl -d '{...}'` sends no JSON content type; parse the body as JSON anyway.
         strict_content_type=False,
     )
+    # `/v1/models/` must not redirect to `/v1/models`: the redirect copied the request's Host
+    # header into Location (an open redirect); API paths are exact.
+    app.router.redirect_slashes = False
     app.state.store = store
     app.state.default_model = default_model
+    app.state.system_prompt = system_prompt
+    app.state.scheduler = Scheduler(limits)
+    app.state.auth_failures = AuthFailures(auth_failures_per_minute)
     app.state.keys = KeyCache(store)
     app.state.feedback = FeedbackService(store)
     app.state.personalization = PersonalizationCache()
@@ -59,7 +78,7 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (chat, feedback_api, conversations, personal, admin):
+    for module in (chat, models_api, feedback_api, conversations, personal, admin):
         app.include_router(module.router)
     try:
         from posttrain.serve.web import router as web_router
@@ -98,26 +117,47 @@ def _exit_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
+def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = None) -> None:
+    """Resolve the default model and load it now (converting the embedded model on its first
+    use), so no chat request waits for it. Raises ValueError for an unknown or broken model."""
+    from posttrain.models.registry import get_model, load_backend
+
+    try:
+        get_model(store, model)
+        backend = load_backend(store, model)
+    except KeyError as exc:
+        raise ValueError(str(exc)) from None
+    folder = getattr(backend, "model_dir", None)  # the local backend: convert + load the weights
+    if folder is not None:
+        from posttrain.models.embedded import is_converted
+
+        if say is not None and getattr(backend, "path", None) is None and not is_converted():
+            say("Converting the embedded model SmolLM2-135M-Instruct to safetensors (once, ~30 s)...")
+        _ = backend.tokenizer  # loads tokenizer and weights (LocalBackend._ensure_loaded)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
-          model: str | None = None, log_level: str = "warning") -> None:
+          model: str | None = None, log_level: str = "warning", *, limits: Limits | None = None,
+          system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, docs: bool = False,
+          auth_failures_per_minute: int = 30) -> None:
     """Run the server in this process until interrupted: migrate the store, register the
-    built-in models, print the URL, serve with uvicorn. Raises ValueError for an unknown model."""
+    built-in models, load the default model, print the URL, serve with uvicorn. Raises
+    ValueError for an unknown model; opening the store raises what SQLAlchemy raises."""
     import uvicorn
 
-    from posttrain.models.registry import ensure_default_models, get_model
+    from posttrain.models.registry import ensure_default_models
 
     store = Store.open(db)  # runs the migrations
     try:
         ensure_default_models(store)
         model = model or DEFAULT_MODEL
-        try:
-            get_model(store, model)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
-        app = create_app(store, default_model=model)
+        prepare_model(store, model, say=lambda line: print(line, flush=True))
+        app = create_app(store, default_model=model, limits=limits, system_prompt=system_prompt, docs=docs,
+                         auth_failures_per_minute=auth_failures_per_minute)
         # Bind first, so a busy port is a one-line OSError before anything is printed.
         sock = _bind(host, port)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
+                                h11_max_incomplete_event_size=errors.MAX_HEADER_BYTES)
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host
         url = store.engine.url.render_as_string(hide_password=True)

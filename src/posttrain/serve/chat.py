@@ -1,12 +1,15 @@
-"""POST /v1/chat/completions (OpenAI-compatible, streaming or not) and GET /v1/models.
+"""POST /v1/chat/completions (OpenAI-compatible, streaming or not).
 
 Every exchange is logged before the client hears the end of it: the conversation and its
-transcript, and one completion row per choice holding the model, the decoding parameters, the
-exact prompt the model saw (personalization included), the text, latency, token counts, and the
-custom instructions and memory in effect. Generation runs in worker threads, so the event loop
-keeps answering feedback while a model is busy. A streaming client that disconnects stops the
-generation (the model is free for the next request at once); that exchange is stored with the
-text sent so far and finish_reason "abandoned", and nothing else (no feedback event) is added.
+transcript, and one completion row per choice holding the model, the decoding parameters (tools
+and response_format included), the exact prompt the model saw (personalization and the server's
+system message included), the text and tool calls, latency, token counts, and the custom
+instructions and memory in effect. Each request is admitted by the per-user limits and each
+answer waits for a fair slot (serve/scheduler.py). Generation runs in worker threads, so the
+event loop keeps answering feedback while a model is busy. A client that disconnects, streaming
+or not, stops the generation (the model is free for the next request at once); that exchange is
+stored with the text generated so far and finish_reason "abandoned", and nothing else (no
+feedback event) is added.
 """
 
 from __future__ import annotations
@@ -30,15 +33,16 @@ from posttrain.ids import new_id
 from posttrain.models.base import Backend, DecodingParams, Generation, StreamChunk
 from posttrain.serve.auth import current_user
 from posttrain.serve.errors import ApiError, error_body, one_line
-from posttrain.serve.schemas import ChatRequest
+from posttrain.serve.generation import ABANDONED, generate_choices, lane_of, output_checks, watch_disconnect
+from posttrain.serve.scheduler import RateLimited, Ticket, TooLarge
+from posttrain.serve.schemas import UNSUPPORTED_HINT, ChatRequest
 from posttrain.store import chat as chat_queries
 from posttrain.store import personal as personal_queries
 from posttrain.store.users import UserInfo
 
 router = APIRouter(tags=["chat"])
 log = logging.getLogger("posttrain.serve")
-# finish_reason of a streamed answer whose client disconnected before the end.
-ABANDONED = "abandoned"
+__all__ = ["ABANDONED", "router"]
 
 
 @dataclass
@@ -47,13 +51,15 @@ class Turn:
 
     user: UserInfo
     model: str
-    messages: list[dict[str, str]]  # as the client sent them (normalized)
-    prompt: list[dict[str, str]]  # as the model sees them
+    messages: list[dict[str, Any]]  # as the client sent them (normalized)
+    prompt: list[dict[str, Any]]  # as the model sees them
     params: DecodingParams
     conversation_id: str
     is_new: bool
     instructions: str | None
     memory: list[str]
+    extra: dict[str, Any] | None = None  # OpenAI fields passed upstream (tools, response_format)
+    response_format: Any = None
 
 
 def _params(req: ChatRequest) -> DecodingParams:
@@ -122,9 +128,11 @@ async def _resolve(request: Request, req: ChatRequest, user: UserInfo) -> tuple[
     backend = await _backend(request, model)
     turn = Turn(
         user=user, model=model, messages=messages,
-        prompt=personalization.apply(messages, instructions, memory), params=_params(req),
-        conversation_id=conv or new_id(), is_new=conv is None,
-        instructions=instructions, memory=memory,
+        prompt=personalization.apply(messages, instructions, memory,
+                                     default_system=request.app.state.system_prompt),
+        params=_params(req), conversation_id=conv or new_id(), is_new=conv is None,
+        instructions=instructions, memory=memory, extra=req.upstream_extra(),
+        response_format=req.response_format,
     )
     return turn, backend
 
@@ -133,7 +141,8 @@ async def _log(request: Request, turn: Turn, gens: list[Generation], request_id:
                ids: list[str], stream: bool) -> None:
     """Commit the exchange (returns only after the commit) and prime the feedback cache."""
     now = datetime.now(timezone.utc)
-    params = {**turn.params.to_dict(), "n": len(gens), "stream": stream}
+    # The tools and response format were part of what the model saw: stored with the params.
+    params = {**turn.params.to_dict(), "n": len(gens), "stream": stream, **(turn.extra or {})}
     completions = [
         {
             "id": cid, "request_id": request_id, "choice_index": i,
@@ -141,12 +150,14 @@ async def _log(request: Request, turn: Turn, gens: list[Generation], request_id:
             "params": params, "prompt": turn.prompt, "text": g.text, "finish_reason": g.finish_reason,
             "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
             "latency_ms": g.latency_ms, "custom_instructions": turn.instructions,
-            "memory": turn.memory, "created_at": now,
+            "memory": turn.memory, "created_at": now, "tool_calls": g.tool_calls,
+            "checks": output_checks(g, turn.response_format),
         }
         for i, (cid, g) in enumerate(zip(ids, gens))
     ]
     transcript = [{"id": new_id(), **m} for m in turn.messages]
-    transcript.append({"id": new_id(), "role": "assistant", "content": gens[0].text, "completion_id": ids[0]})
+    transcript.append({"id": new_id(), "role": "assistant", "content": gens[0].text, "completion_id": ids[0],
+                       "tool_calls": gens[0].tool_calls})
     exchange = chat_queries.Exchange(
         user_id=turn.user.id, conversation_id=turn.conversation_id, is_new=turn.is_new,
         title=_title(turn.messages), transcript=transcript, completions=completions, now=now,
@@ -163,31 +174,75 @@ def _usage(gens: list[Generation]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def _check_fields(req: ChatRequest) -> None:
+    """400 naming the first field posttrain does not support; nothing is silently ignored."""
+    field = req.unsupported()
+    if field is not None:
+        raise ApiError(400, f"{field}: not supported; {UNSUPPORTED_HINT}")
+    if req.stream and req.n != 1:
+        raise ApiError(422, "n: must be 1 when stream is true")
+
+
+def _check_backend(req: ChatRequest, turn: Turn, backend: Backend) -> None:
+    """400 naming the field for what this request needs that the model's backend cannot do."""
+    needs = req.uses_tools() or ("response_format" if turn.extra else None)
+    if needs and not getattr(backend, "supports_tools", False):
+        what = "call tools" if needs != "response_format" else "constrain its output to JSON"
+        raise ApiError(400, f"{needs}: model {turn.model!r} cannot {what} (its backend is "
+                            f"{type(backend).__name__}); use an OpenAI-compatible backend")
+    if needs and req.stream:
+        raise ApiError(400, f"stream: not supported together with {needs}; send stream false")
+
+
+def _admit(request: Request, req: ChatRequest, turn: Turn) -> Ticket:
+    try:
+        return request.app.state.scheduler.admit(turn.user, req.n * turn.params.max_new_tokens)
+    except TooLarge as exc:
+        raise ApiError(400, f"max_tokens: {exc}") from exc
+    except RateLimited as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
+
+
+def _used(gens: list[Generation]) -> int:
+    return sum(g.completion_tokens for g in gens)
+
+
+def _message(g: Generation) -> dict[str, Any]:
+    if g.tool_calls:
+        return {"role": "assistant", "content": g.text or None, "tool_calls": g.tool_calls}
+    return {"role": "assistant", "content": g.text}
+
+
 @router.post("/v1/chat/completions", summary="Chat completion (OpenAI-compatible)")
 async def chat_completions(request: Request, req: ChatRequest, user: UserInfo = Depends(current_user)) -> Any:
     """Generate `n` answers (or stream one) and log the exchange; see the API contract."""
-    if req.stream and req.n != 1:
-        raise ApiError(422, "n: must be 1 when stream is true")
+    _check_fields(req)
     turn, backend = await _resolve(request, req, user)
+    _check_backend(req, turn, backend)
+    ticket = _admit(request, req, turn)
     request_id = new_id()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return _ClosingStreamingResponse(
-            _stream(request, turn, backend, request_id, include_usage),
+            _stream(request, turn, backend, request_id, include_usage, ticket),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    loop = asyncio.get_running_loop()
+    cancel = threading.Event()
+    watcher = asyncio.create_task(watch_disconnect(request, cancel))
+    gens: list[Generation] = []
     try:
-        # A pool of its own: long generations must not take the worker threads that database
-        # reads (and so feedback and the other endpoints) need.
-        gens = await loop.run_in_executor(
-            request.app.state.generation_pool, backend.generate, [turn.prompt] * req.n, turn.params
-        )
+        # A pool of its own (generation_pool): long generations must not take the worker
+        # threads that database reads (and so feedback and the other endpoints) need.
+        gens = await generate_choices(request, backend, user.id, turn.prompt, turn.params, req.n,
+                                      turn.extra or {}, cancel)
     except ValueError as exc:  # the backend refused the input (e.g. longer than its context)
         raise ApiError(400, str(exc)) from exc
     except Exception as exc:
         raise ApiError(502, f"model backend failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        watcher.cancel()
+        request.app.state.scheduler.release(ticket, _used(gens))
     ids = [new_id("chatcmpl-") for _ in gens]
     await _log(request, turn, gens, request_id, ids, stream=False)
     return JSONResponse({
@@ -199,7 +254,7 @@ async def chat_completions(request: Request, req: ChatRequest, user: UserInfo = 
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": g.text},
+                "message": _message(g),
                 "finish_reason": g.finish_reason,
                 "logprobs": None,
                 "completion_id": cid,
@@ -269,7 +324,20 @@ class _ClosingStreamingResponse(StreamingResponse):
 
 
 async def _stream(request: Request, turn: Turn, backend: Backend, request_id: str,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+                  include_usage: bool, ticket: Ticket) -> AsyncIterator[bytes]:
+    """The SSE body; holds one fair slot of the backend's lane while it generates."""
+    sched = request.app.state.scheduler
+    key, capacity = lane_of(backend)
+    try:
+        async with sched.slot(key, capacity, turn.user.id):
+            async for event in _stream_events(request, turn, backend, request_id, include_usage, ticket):
+                yield event
+    finally:
+        sched.release(ticket, ticket.reserved)  # refined by _stream_events when the count is known
+
+
+async def _stream_events(request: Request, turn: Turn, backend: Backend, request_id: str,
+                         include_usage: bool, ticket: Ticket) -> AsyncIterator[bytes]:
     cid = new_id("chatcmpl-")
     created = int(time.time())
 
@@ -322,6 +390,7 @@ async def _stream(request: Request, turn: Turn, backend: Backend, request_id: st
         yield _sse("[DONE]")
         return
     gen = generation(finish)
+    request.app.state.scheduler.release(ticket, gen.completion_tokens)
     try:
         await _log(request, turn, [gen], request_id, [cid], stream=True)
     except Exception as exc:  # not stored: say so instead of sending a final chunk
@@ -335,22 +404,3 @@ async def _stream(request: Request, turn: Turn, backend: Backend, request_id: st
             "conversation_id": turn.conversation_id, "choices": [], "usage": _usage([gen]),
         })
     yield _sse("[DONE]")
-
-
-@router.get("/v1/models", summary="Registered models (OpenAI list format)")
-async def models(request: Request, user: UserInfo = Depends(current_user)) -> dict[str, Any]:
-    from posttrain.models.registry import list_models
-
-    infos = await anyio.to_thread.run_sync(list_models, request.app.state.store)
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": m.name, "object": "model",
-                "created": int(m.created_at.timestamp()) if m.created_at else 0,
-                "owned_by": "posttrain", "backend": m.backend, "parent": m.parent,
-                "default": m.name == request.app.state.default_model,
-            }
-            for m in infos
-        ],
-    }

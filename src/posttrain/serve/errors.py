@@ -8,6 +8,7 @@ show `error.message`, so the first problem is summarised in one line such as
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("posttrain.serve")
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB
+MAX_HEADER_BYTES = 16 * 1024  # all request headers together (serve/guard.py answers 431)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -27,9 +29,12 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    409: "invalid_request_error",
     413: "request_too_large",
     415: "invalid_request_error",
     422: "invalid_request_error",
+    429: "rate_limit_error",
+    431: "request_too_large",
 }
 
 
@@ -41,7 +46,8 @@ class ApiError(StarletteHTTPException):
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    # Client-supplied names can hold lone surrogates; a message must still encode as UTF-8.
+    text = " ".join(str(text).encode("utf-8", "backslashreplace").decode("utf-8").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -124,7 +130,15 @@ def summarize(errors: Sequence[dict[str, Any]]) -> tuple[int, str]:
     branch = next((i for i, seg in enumerate(loc) if _is_branch(seg)), None)
     if branch is not None:
         return 422, _union_message(errors, loc[:branch])
-    return 422, f"{_loc(loc)}: {_describe(first)}"
+    where, what = _loc(loc), _describe(first)
+    inner = _INNER.match(what) if first.get("type") == "value_error" else None
+    if inner:  # our validators name the sub-field: "tool_call_id: required ..." -> loc.tool_call_id
+        sub, what = inner.group(1), inner.group(2)
+        where = (where + sub if sub.startswith("[") else f"{where}.{sub}") if where != "body" else sub
+    return 422, f"{where}: {what}"
+
+
+_INNER = re.compile(r"^((?:\[\d+\])?[a-z_]*(?:\[\d+\]|\.[a-z_]+)*): (.+)$")
 
 
 _TAG_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
@@ -167,17 +181,67 @@ async def _http_handler(_request: Request, exc: StarletteHTTPException) -> JSONR
     return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
 
-async def _server_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    # Never leak a traceback; the log has it.
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+def describe_failure(exc: BaseException) -> str:
+    """The traceback of an unexpected error without any values: frames (file, line, code) and
+    the exception types of the chain. Messages are left out on purpose: a database error's text
+    carries the statement's parameters, i.e. users' words."""
+    import traceback
+
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        name = f"{type(current).__module__}.{type(current).__qualname__}"
+        orig = getattr(current, "orig", None)  # SQLAlchemy wraps the driver's error
+        if isinstance(orig, BaseException):
+            name += f" (driver error {type(orig).__module__}.{type(orig).__qualname__})"
+        parts.append(f"{frames}{name}")
+        current = current.__cause__ or current.__context__
+    return "\n-- caused by --\n".join(parts)
+
+
+class CatchAll:
+    """Innermost-but-one middleware: an unexpected exception becomes a one-line 500 and is logged
+    exactly once, without request values. (Starlette's own error middleware re-raises after its
+    handler, so the server logged the full exception, SQL parameters included, a second time.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BodyTooLarge:
+            raise  # BodyLimit answers 413
+        except Exception as exc:
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            log.error("unhandled error in %s %s\n%s", scope.get("method"), route, describe_failure(exc))
+            if not started:
+                await send_json(send, 500, error_body(500, f"internal error ({type(exc).__name__}); see the server log"))
 
 
 def install(app: FastAPI) -> None:
-    """Register the one-line OpenAI-shaped error handlers and the 1 MiB body limit."""
+    """Register the one-line OpenAI-shaped error handlers, the 500 catch-all, the edge text
+    policy (serve/guard.py) and the 1 MiB body limit (outermost, so it bounds what the guard reads)."""
+    from posttrain.serve.guard import EdgeGuard
+
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _server_error_handler)
+    app.add_middleware(CatchAll)
+    app.add_middleware(EdgeGuard)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
 
@@ -214,7 +278,7 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _send_json(send, 413, error_body(413, BodyTooLarge(self.max_bytes).detail))
+                    await send_json(send, 413, error_body(413, BodyTooLarge(self.max_bytes).detail))
                     return
                 break
         if any(n == b"content-type" and v.startswith(_FORM) for n, v in headers):
@@ -245,10 +309,10 @@ class BodyLimit:
         except BodyTooLarge as exc:  # raised outside a route's body parsing
             if started:
                 raise
-            await _send_json(send, 413, error_body(413, exc.detail))
+            await send_json(send, 413, error_body(413, exc.detail))
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     import json
 
     data = json.dumps(body).encode()

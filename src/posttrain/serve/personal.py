@@ -23,6 +23,11 @@ from posttrain.store.users import UserInfo
 
 router = APIRouter(tags=["me"])
 
+# Bounds on what one user's memory adds to every prompt: without them, 50 facts of 2 KB made
+# every later chat a 400 for exceeding the model's context.
+MAX_MEMORY_ITEMS = 50
+MAX_MEMORY_CHARS = 4000
+
 # Seconds a cached personalization may be served before it is read again. Changes made through
 # this process apply at once (they invalidate); the TTL bounds how long a change made through
 # another server process sharing the store can go unseen.
@@ -118,9 +123,14 @@ async def get_memory(request: Request, user: UserInfo = Depends(current_user)) -
     return await _read(request, personal_queries.list_memory, user.id)
 
 
-@router.post("/v1/me/memory", status_code=201, summary="Add a memory")
+@router.post("/v1/me/memory", status_code=201, summary="Add a memory",
+             responses={409: {"description": "memory is full (at most 50 facts, 4000 characters)"}})
 async def post_memory(request: Request, body: MemoryIn, user: UserInfo = Depends(current_user)) -> dict[str, Any]:
-    added = await request.app.state.store.awrite(lambda s: personal_queries.add_memory(s, user.id, body.text))
+    try:
+        added = await request.app.state.store.awrite(lambda s: personal_queries.add_memory(
+            s, user.id, body.text, max_items=MAX_MEMORY_ITEMS, max_chars=MAX_MEMORY_CHARS))
+    except personal_queries.MemoryFull as exc:
+        raise ApiError(409, str(exc)) from exc
     request.app.state.personalization.invalidate(user.id)
     return added
 

@@ -113,7 +113,7 @@ def record_exchange(session: Session, ex: Exchange) -> None:
         {
             "id": m["id"], "conversation_id": ex.conversation_id, "position": pos,
             "role": m["role"], "content": m["content"], "completion_id": m.get("completion_id"),
-            "created_at": now,
+            "created_at": now, "tool_calls": m.get("tool_calls"), "tool_call_id": m.get("tool_call_id"),
         }
         for pos, m in enumerate(ex.transcript) if pos >= keep
     ]
@@ -172,7 +172,7 @@ def get_conversation(session: Session, user_id: str, conversation_id: str) -> di
     if conv is None or conv.user_id != user_id:
         return None
     messages = session.execute(
-        select(Message.role, Message.content, Message.completion_id)
+        select(Message.role, Message.content, Message.completion_id, Message.tool_calls, Message.tool_call_id)
         .where(Message.conversation_id == conversation_id)
         .order_by(Message.position)
     ).all()
@@ -180,6 +180,7 @@ def get_conversation(session: Session, user_id: str, conversation_id: str) -> di
         select(
             Completion.id, Completion.text, Completion.model, Completion.created_at,
             Completion.choice_index, Completion.request_id, Completion.finish_reason,
+            Completion.tool_calls,
         )
         .where(Completion.conversation_id == conversation_id)
         .order_by(Completion.created_at, Completion.request_id, Completion.choice_index)
@@ -191,7 +192,12 @@ def get_conversation(session: Session, user_id: str, conversation_id: str) -> di
         "created_at": iso(conv.created_at),
         "updated_at": iso(conv.updated_at),
         "messages": [
-            {"role": m.role, "content": m.content, **({"completion_id": m.completion_id} if m.completion_id else {})}
+            {
+                "role": m.role, "content": m.content,
+                **({"completion_id": m.completion_id} if m.completion_id else {}),
+                **({"tool_calls": m.tool_calls} if m.tool_calls else {}),
+                **({"tool_call_id": m.tool_call_id} if m.tool_call_id else {}),
+            }
             for m in messages
         ],
         "completions": [
@@ -199,6 +205,7 @@ def get_conversation(session: Session, user_id: str, conversation_id: str) -> di
                 "id": c.id, "text": c.text, "model": c.model, "created_at": iso(c.created_at),
                 "choice_index": c.choice_index, "request_id": c.request_id,
                 "finish_reason": c.finish_reason, "feedback": feedback.get(c.id, []),
+                **({"tool_calls": c.tool_calls} if c.tool_calls else {}),
             }
             for c in comps
         ],

@@ -45,8 +45,22 @@ def list_memory(session: Session, user_id: str) -> list[dict[str, Any]]:
     return [_memory_dict(m) for m in rows]
 
 
-def add_memory(session: Session, user_id: str, text: str) -> dict[str, Any]:
-    """Write function: store one memory and return it."""
+class MemoryFull(ValueError):
+    """Adding the memory would exceed the user's limit; str(exc) says which, in one line."""
+
+
+def add_memory(session: Session, user_id: str, text: str, *, max_items: int = 0, max_chars: int = 0) -> dict[str, Any]:
+    """Write function: store one memory and return it. With limits (0 = none) it raises
+    MemoryFull instead when the user's live memories would exceed `max_items` facts or
+    `max_chars` characters in all; checked inside the write, so concurrent adds cannot pass it."""
+    if max_items or max_chars:
+        live = [m["text"] for m in list_memory(session, user_id)]
+        if max_items and len(live) + 1 > max_items:
+            raise MemoryFull(f"memory is full: at most {max_items} facts; delete one first")
+        used = sum(len(t) for t in live)
+        if max_chars and used + len(text) > max_chars:
+            raise MemoryFull(f"memory is full: {used} of {max_chars} characters used, this fact needs "
+                             f"{len(text)}; delete one first")
     m = Memory(id=new_id(), user_id=user_id, text=text, created_at=datetime.now(timezone.utc))
     session.add(m)
     return _memory_dict(m)

@@ -105,6 +105,9 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     completion_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Tool use (migration 0002_serve): an assistant turn's calls, a tool turn's call id.
+    tool_calls: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    tool_call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Completion(Base):
@@ -129,6 +132,10 @@ class Completion(Base):
     custom_instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
     memory: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Migration 0002_serve: the tool calls the model made, and checks of the answer against the
+    # request (e.g. {"json": true} for response_format).
+    tool_calls: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    checks: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class FeedbackEvent(Base):
