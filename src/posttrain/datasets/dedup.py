@@ -3,7 +3,8 @@
 Exact: two rows are duplicates when their normalized texts are equal: the user and assistant
 turns of the prompt (system messages left out, so personalization does not make a copy
 unique), then each answer side, each lowercased with punctuation dropped and whitespace runs
-collapsed (evals.mine.normalize_prompt), plus the kto label. Only a 16-byte digest per kept row
+collapsed (evals.mine.normalize_prompt), plus the kto label. A prompts row is compared on its
+prompt alone (the first request with a prompt is kept, with its references). Only a 16-byte digest per kept row
 is held.
 
 Near: two rows are near-duplicates when the MiniLM embeddings (all-MiniLM-L6-v2 from the
@@ -33,9 +34,14 @@ def _turns(ex: Example) -> list[dict[str, str]]:
     return [m for m in ex.prompt if m.get("role") != "system"]
 
 
+def _sides(ex: Example) -> tuple[str | None, ...]:
+    # A prompts row is its prompt: two requests with the same prompt are one RL prompt.
+    return () if ex.source == "prompt" else (ex.answer, ex.rejected)
+
+
 def exact_key(ex: Example) -> bytes:
     parts = [normalize_prompt(_turns(ex))]
-    for side in (ex.answer, ex.rejected):
+    for side in _sides(ex):
         parts.append(normalize_prompt([{"role": "assistant", "content": side}]) if side else "")
     parts.append(str(ex.label))
     return hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -44,7 +50,7 @@ def exact_key(ex: Example) -> bytes:
 def near_parts(ex: Example) -> list[str]:
     """The texts compared by embedding: the prompt's tail, then each answer side present."""
     prompt = "\n".join(m["content"] for m in _turns(ex))[-PROMPT_CHARS:]
-    return [prompt] + [side for side in (ex.answer, ex.rejected) if side]
+    return [prompt] + [side for side in _sides(ex) if side]
 
 
 class ExactDedup:

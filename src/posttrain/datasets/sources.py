@@ -5,8 +5,8 @@
   answer (source "edit"), and a thumbs-up and a thumbs-down answer of one user to the same exact
   prompt (source "thumbs"; paired in time order, each answer used once);
 - kto: every thumbs as (prompt, answer, label = thumbs up);
-- prompts: the prompt of every request (its first choice), with reference columns from its
-  feedback: `reference` (an edit, else the answer picked in a pairwise comparison, else a
+- prompts: the prompt of every request (all its choices together), with reference columns from
+  the feedback on any of its answers: `reference` (an edit, else the answer picked in a pairwise comparison, else a
   thumbs-up answer), `reference_source`, and `reasons` (of thumbs-down votes);
 - feedback: every event as stored.
 
@@ -136,9 +136,9 @@ def _prompt_example(rows: list[Any], personalization: bool) -> Example:
         if r.kind == "edit" and r.edited_text:
             candidate = (r.edited_text, "edit")
         elif r.kind == "pairwise" and r.value in ("a", "b"):
-            candidate = (first.text if r.value == "a" else r.b_text, "pairwise")
+            candidate = (r.text if r.value == "a" else r.b_text, "pairwise")
         elif r.kind == "thumbs" and r.value == 1:
-            candidate = (first.text, "thumbs_up")
+            candidate = (r.text, "thumbs_up")
         elif r.kind == "thumbs" and r.value == -1:
             reasons.update(r.reasons or [])
         if candidate and candidate[0] and (ref_source is None or _RANK[candidate[1]] > _RANK[ref_source]):
@@ -151,7 +151,7 @@ def _prompt_example(rows: list[Any], personalization: bool) -> Example:
 def _prompts(session: Session, since, until, personalization: bool) -> Iterator[Example]:
     rows: list[Any] = []
     for row in q.iter_prompts(session, since, until):
-        if rows and row.id != rows[0].id:
+        if rows and row.request_id != rows[0].request_id:
             yield _prompt_example(rows, personalization)
             rows = []
         rows.append(row)

@@ -95,21 +95,22 @@ def iter_thumbs_by_prompt(
 def iter_prompts(
     session: Session, since: datetime | None = None, until: datetime | None = None, batch: int = BATCH,
 ) -> Iterator[Any]:
-    """First choices of every request (one per prompt the model was asked) in time order, each
-    row joined with one of its feedback events (or none): consecutive rows share `id`."""
+    """Every completion in request order (one request = one prompt the model was asked, its n
+    choices together), each row joined with one of its feedback events (or none): consecutive
+    rows share `request_id`."""
     fe = FeedbackEvent
     c = Completion
     stmt = (
         select(
-            c.id, c.prompt, c.text, c.custom_instructions, c.memory, c.conversation_id, c.user_id,
-            c.created_at, User.consent, fe.kind, fe.value, fe.reasons, fe.edited_text,
+            c.id, c.request_id, c.prompt, c.text, c.custom_instructions, c.memory, c.conversation_id,
+            c.user_id, c.created_at, User.consent, fe.kind, fe.value, fe.reasons, fe.edited_text,
             _B.text.label("b_text"),
         )
         .join(User, User.id == c.user_id)
-        .outerjoin(fe, fe.completion_id == c.id)
+        .outerjoin(fe, and_(fe.completion_id == c.id, or_(fe.kind != "thumbs", _not_superseded())))
         .outerjoin(_B, _B.id == fe.other_completion_id)
-        .where(c.choice_index == 0, *_window(c.created_at, since, until))
-        .order_by(c.created_at, c.id, fe.created_at, fe.id)
+        .where(*_window(c.created_at, since, until))
+        .order_by(c.created_at, c.request_id, c.choice_index, fe.created_at, fe.id)
     )
     yield from session.execute(stmt.execution_options(yield_per=batch))
 
