@@ -1,0 +1,180 @@
+"""Training recipes on the tiny random model: config and data errors, each method end to end
+(trained, merged, registered with lineage, served, evaluated), GRPO attribution and alarms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from posttrain.cli import app
+from posttrain.train import ConfigError, make_config
+from posttrain.train.data import read_rows
+
+FAST = {"batch_size": 2, "save_steps": 100, "lora_r": 4, "lora_alpha": 8, "max_length": 64, "learning_rate": 5e-3}
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _msg(role: str, text: str) -> list[dict]:
+    return [{"role": role, "content": text}]
+
+
+def sft_rows(n: int = 4) -> list[dict]:
+    return [{"messages": _msg("user", f"Say hi {i}") + _msg("assistant", "Hi there!")} for i in range(n)]
+
+
+def dpo_rows(n: int = 4) -> list[dict]:
+    return [{"prompt": _msg("user", f"What is {i}+1?"), "chosen": _msg("assistant", f"{i + 1}."),
+             "rejected": _msg("assistant", f"{i + 1}. Would you like me to explain?"), "source": "test"}
+            for i in range(n)]
+
+
+def kto_rows(n: int = 4) -> list[dict]:
+    return [{"prompt": _msg("user", f"What is {i}+1?"), "completion": _msg("assistant", f"{i + 1}."),
+             "label": i % 2 == 0} for i in range(n)]
+
+
+def grpo_rows(n: int = 4) -> list[dict]:
+    return [{"prompt": _msg("user", f"What is {i}+{i}?"), "answer": str(2 * i), "kind": "number"} for i in range(n)]
+
+
+@pytest.fixture
+def store(tmp_path, tiny_model_dir):
+    from posttrain.models.registry import register_model
+    from posttrain.store import Store
+
+    s = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    register_model(s, "tiny", "local", {"path": str(tiny_model_dir)})
+    yield s
+    s.close()
+
+
+# -- config and data errors (no weights loaded) ------------------------------------------------
+
+@pytest.mark.parametrize("values, field", [
+    ({"lora_r": -1}, "lora_r"), ({"learning_rate": "fast"}, "learning_rate"), ({"finetune": "qlora"}, "finetune"),
+    ({"nope": 1}, "nope"), ({"reward_mix": [{"signal": "x", "cap": 0}]}, "reward_mix[0].cap"),
+    ({"reward_mix": [{"signal": "x", "wieght": 1}]}, "reward_mix[0].wieght"), ({"num_generations": 1}, "num_generations"),
+])
+def test_bad_config_names_the_field(values, field):
+    with pytest.raises(ConfigError, match=f"config field '{field}'" if "[" not in field else "reward_mix\\[0\\]"):
+        make_config(values)
+
+
+def test_toml_config_and_flags_override(tmp_path):
+    from posttrain.train import load_config
+
+    p = tmp_path / "c.toml"
+    p.write_text('learning_rate = 2e-4\nmax_steps = 10\n[[reward_mix]]\nsignal = "answer_correct"\nweight = 2.0\n')
+    cfg = load_config(p, max_steps=3)
+    assert (cfg.learning_rate, cfg.max_steps, cfg.reward_mix[0]["weight"]) == (2e-4, 3, 2.0)
+    p.write_text("learning_rate = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p)
+
+
+def test_bad_data_is_one_line_naming_file_line_and_column(tmp_path):
+    bad = _write(tmp_path / "p.jsonl", [dpo_rows(1)[0], {"prompt": _msg("user", "x"), "chosen": _msg("assistant", "y")}])
+    with pytest.raises(ValueError, match=r"p.jsonl:2: missing column 'rejected'"):
+        read_rows("dpo", bad)
+    (tmp_path / "e.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_rows("sft", tmp_path / "e.jsonl")
+    with pytest.raises(ValueError, match="'label' must be true or false"):
+        read_rows("kto", _write(tmp_path / "k.jsonl", [{**kto_rows(1)[0], "label": "yes"}]))
+    # OpenAI's DPO layout is read as TRL's preference layout
+    oa = {"input": {"messages": _msg("user", "hi")}, "preferred_output": _msg("assistant", "a"),
+          "non_preferred_output": _msg("assistant", "b")}
+    assert read_rows("dpo", _write(tmp_path / "o.jsonl", [oa]))[0]["rejected"] == _msg("assistant", "b")
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path, store):
+    runner = CliRunner()
+    db = ["--db", f"sqlite:///{tmp_path / 'store.db'}"]
+    data = _write(tmp_path / "d.jsonl", dpo_rows(2))
+    cases = [
+        (["train", "dpo", "--data", str(data), "--base", "no-such-model", "--name", "m"], "unknown base model"),
+        (["train", "sft", "--data", str(data), "--base", "tiny", "--name", "m"], "missing column 'messages'"),
+        (["train", "dpo", "--base", "tiny", "--name", "m"], "exactly one of --data"),
+        (["train", "grpo", "--data", str(_write(tmp_path / "g.jsonl", grpo_rows(2))), "--base", "tiny", "--name", "m"],
+         "reward_mix"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, [*args, *db])
+        assert r.exit_code == 2, r.output
+        assert message in r.output and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+# -- each method on the tiny model ---------------------------------------------------------------
+
+def _first_weight(folder: Path):
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        key = next(k for k in f.keys() if "q_proj" in k)
+        return f.get_tensor(key)
+
+
+def test_sft_trains_merges_registers_and_evals(tmp_path, store, tiny_model_dir):
+    from posttrain.models.local import LocalBackend
+    from posttrain.train import run
+
+    info = run("sft", store=store, base="tiny", name="tiny-sft", data=_write(tmp_path / "s.jsonl", sft_rows()),
+               config=FAST, max_steps=2, progress=False)
+    t = info.metrics["train"]
+    assert (info.parent, info.backend, t["method"], t["steps"], t["resumed_from"]) == ("tiny", "local", "sft", 2, None)
+    assert {"config", "reward_mix", "trained_against", "attribution", "alarms", "versions", "seconds"} <= set(t)
+    assert t["versions"]["trl"] == "1.16.0" and t["data"]["rows"] == 4
+    folder = Path(info.config["path"])
+    assert folder.parent.parent == Path(__import__("os").environ["POSTTRAIN_HOME"])  # $POSTTRAIN_HOME/models/NAME
+    assert not (folder / "adapter_config.json").exists()  # merged, a plain HF folder
+    assert not (_first_weight(folder) == _first_weight(tiny_model_dir)).all()  # LoRA merged into the weights
+    assert LocalBackend(path=str(folder)).version() != LocalBackend(path=str(tiny_model_dir)).version()  # new cache key
+    r = CliRunner().invoke(app, ["eval", "run", "engagement", "--model", "tiny-sft", "--limit", "2",
+                                 "--max-new-tokens", "4", "--json", "--db", f"sqlite:///{tmp_path / 'store.db'}"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["model"] == "tiny-sft"
+    with pytest.raises(ValueError, match="already registered"):
+        run("sft", store=store, base="tiny", name="tiny-sft", data=tmp_path / "s.jsonl", config=FAST, max_steps=1)
+
+
+@pytest.mark.parametrize("method, rows", [("dpo", dpo_rows), ("kto", kto_rows)])
+def test_preference_methods_train_and_register(tmp_path, store, method, rows):
+    from posttrain.train import run
+
+    info = run(method, store=store, base="tiny", name=f"tiny-{method}", data=_write(tmp_path / "d.jsonl", rows()),
+               config=FAST, max_steps=1, progress=False)
+    t = info.metrics["train"]
+    assert t["method"] == method and t["steps"] == 1 and t["loss_start"] is not None
+    assert t["config"]["beta"] is None and info.parent == "tiny"
+
+
+def test_grpo_prints_attribution_and_flags_a_dominating_signal(tmp_path, store):
+    """Two signals: answer_correct never varies on the random model (always 0), verbosity always
+    does, so verbosity carries all the variance and the alarm must fire and reach the lineage."""
+    cfg = tmp_path / "grpo.toml"
+    cfg.write_text(
+        'batch_size = 2\nnum_generations = 2\nmax_completion_length = 8\nsave_steps = 100\nlora_r = 4\n'
+        'dominance_steps = 2\n'
+        '[[reward_mix]]\nsignal = "answer_correct"\nweight = 1.0\n'
+        '[[reward_mix]]\nsignal = "verbosity"\nweight = -0.5\ncap = 50.0\nargs = {reference_words = 1}\n')
+    r = CliRunner().invoke(app, ["train", "grpo", "--data", str(_write(tmp_path / "g.jsonl", grpo_rows())),
+                                 "--base", "tiny", "--name", "tiny-grpo", "--config", str(cfg), "--max-steps", "2",
+                                 "--quiet", "--db", f"sqlite:///{tmp_path / 'store.db'}"])
+    assert r.exit_code == 0, r.output
+    assert "VAR SHARE" in r.output and "ALARM dominance: verbosity" in r.output
+    from posttrain.models.registry import get_model
+
+    t = get_model(store, "tiny-grpo").metrics["train"]
+    assert t["trained_against"] == ["answer_correct", "verbosity"]
+    assert t["reward_mix"][1] == {"signal": "verbosity", "weight": -0.5, "cap": 50.0, "args": {"reference_words": 1}}
+    assert [s["step"] for s in t["attribution"]["steps"]] == [1, 2]
+    assert t["attribution"]["signals"]["verbosity"]["variance_share"] == pytest.approx(1.0)
+    assert t["alarms"] == [{"kind": "dominance", "signal": "verbosity", "share": 1.0, "steps": [1, 2]}]
+    assert t["reward_start"] is not None and t["allow_flagged"] is False
