@@ -36,12 +36,14 @@ def loglik(theta: np.ndarray, wins: np.ndarray) -> np.ndarray:
     return (wins * -np.logaddexp(0.0, -d)).sum(axis=(-1, -2))
 
 
-def fit_counts(wins: np.ndarray, *, tol: float = GTOL, max_iter: int = MAX_ITER) -> tuple[np.ndarray, bool]:
+def fit_counts(wins: np.ndarray, *, tol: float = GTOL, max_iter: int = MAX_ITER,
+               theta0: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """Maximum-likelihood θ for one (M, M) or a batch (R, M, M) of win matrices.
 
     Damped Newton on the mean-zero subspace: solving (H + 11ᵀ)δ = g keeps Σδ = 0 because the
     gradient is orthogonal to 1 and H1 = 0. Each batch member backtracks on its own until the
-    likelihood does not fall. Returns (theta, converged)."""
+    likelihood does not fall (beyond rounding). `theta0` warm-starts every member. Returns
+    (theta, converged)."""
     wins = np.asarray(wins, dtype=np.float64)
     single = wins.ndim == 2
     if single:
@@ -49,8 +51,9 @@ def fit_counts(wins: np.ndarray, *, tol: float = GTOL, max_iter: int = MAX_ITER)
     r, m, _ = wins.shape
     n = wins + np.swapaxes(wins, -1, -2)  # games between i and j
     total = np.maximum(n.sum(axis=(-1, -2)) / 2.0, 1.0)
-    theta = np.zeros((r, m))
+    theta = np.zeros((r, m)) if theta0 is None else np.broadcast_to(theta0 - np.mean(theta0), (r, m)).copy()
     ones = np.ones((m, m))
+    ridge = 1e-9 * np.eye(m)
     ll = loglik(theta, wins)
     converged = np.zeros(r, dtype=bool)
     for _ in range(max_iter):
@@ -62,14 +65,16 @@ def fit_counts(wins: np.ndarray, *, tol: float = GTOL, max_iter: int = MAX_ITER)
         w = n * p * (1.0 - p)
         h = -w
         h[:, np.arange(m), np.arange(m)] = w.sum(axis=-1)  # the negative Hessian (a Laplacian)
-        step = np.linalg.solve(h + ones, g[..., None])[..., 0]
+        # The tiny ridge keeps the solve defined when a model's games carry no information
+        # (it never lost or never won, so its p is 0 or 1 at the clamp).
+        step = np.linalg.solve(h + ones + ridge, g[..., None])[..., 0]
         step[converged] = 0.0
         t = np.ones(r)
-        for _ in range(30):  # backtracking, vectorised over the batch
+        for _ in range(20):  # backtracking, vectorised over the batch
             cand = np.clip(theta + t[:, None] * step, -THETA_MAX, THETA_MAX)
             cand -= cand.mean(axis=-1, keepdims=True)
             new = loglik(cand, wins)
-            bad = new < ll - 1e-12 * np.abs(ll)
+            bad = new < ll - 1e-10 * np.abs(ll) - 1e-9
             if not bad.any():
                 break
             t = np.where(bad, t * 0.5, t)

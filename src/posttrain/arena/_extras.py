@@ -158,27 +158,47 @@ def fragility(wins: np.ndarray, theta: np.ndarray, models: list[str], challenger
         sel = effect < 0
         ci, cj, eff = ii[sel], jj[sel], effect[sel]
         srt = np.argsort(eff)
-        ci, cj = ci[srt], cj[srt]
+        ci, cj, eff = ci[srt], cj[srt], eff[srt]
         avail = wins[ci, cj]
         cum = np.cumsum(avail)
         total = float(cum[-1]) if len(cum) else 0.0
 
-        def flips(k: float) -> bool:
-            take = np.minimum(avail, np.maximum(0.0, k - (cum - avail)))
-            w2 = wins.copy()
-            np.subtract.at(w2, (ci, cj), take)
-            t2, _ = _bt.fit_counts(w2)
-            return _top(t2) != top
+        def flipped(ks: np.ndarray) -> np.ndarray:
+            """For each k: does removing the first k units in influence order dethrone `top`?
+            One batched, warm-started Newton fit for all the ks."""
+            done = np.minimum(avail[None, :], np.maximum(0.0, ks[:, None] - (cum - avail)[None, :]))
+            w2 = np.broadcast_to(wins, (len(ks), m, m)).copy()
+            rows = np.repeat(np.arange(len(ks)), len(ci))
+            np.subtract.at(w2, (rows, np.tile(ci, len(ks)), np.tile(cj, len(ks))), done.ravel())
+            t2, _ = _bt.fit_counts(w2, theta0=theta)
+            return np.argmax(t2, axis=1) != top
 
-        if total == 0 or not flips(total):
+        if total == 0:
             continue
-        lo, hi = 0, int(math.ceil(total))
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if flips(mid):
-                hi = mid
-            else:
-                lo = mid
+        # Where the linear (influence) prediction says the gap closes; look there first, since
+        # fits that remove far more votes are degenerate (models left with no wins) and slow.
+        reach = np.cumsum(eff * avail) <= -(theta[top] - theta[ch])
+        guess = float(cum[np.argmax(reach)]) if reach.any() else total
+        lo, hi = 0, None
+        for top_k in (min(total, 4 * guess + 10), total):
+            ks = np.unique(np.geomspace(1, max(top_k, 1), 16).round())
+            ks = ks[ks > lo]
+            f = flipped(ks)
+            if f.any():
+                hi = int(ks[f].min())
+                lo = int(ks[~f & (ks < hi)].max()) if (~f & (ks < hi)).any() else lo
+                break
+            lo = int(ks.max())
+        if hi is None:
+            continue
+        while hi - lo > 1:  # bisection, 16 looks per batched fit
+            ks = np.unique(np.linspace(lo, hi, 18).round().astype(int)[1:-1])
+            ks = ks[(ks > lo) & (ks < hi)]
+            if not len(ks):
+                break
+            f = flipped(ks.astype(float))
+            lo = int(ks[~f].max()) if (~f).any() else lo
+            hi = int(ks[f & (ks > lo)].min()) if (f & (ks > lo)).any() else hi
         if best is None or hi < best["votes"]:
             best = {"votes": hi, "challenger": models[ch]}
     n = float(wins.sum())

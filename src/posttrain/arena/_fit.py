@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -19,20 +20,19 @@ PROVISIONAL_VOTES = 100  # a model is "provisional" until it has this many votes
 def _canonical(v: Votes) -> Votes:
     """Models indexed in name order, so nothing downstream depends on the order votes came in."""
     order = sorted(range(len(v.models)), key=lambda i: v.models[i])
-    remap = np.empty(len(order), dtype=np.int64)
+    if order == list(range(len(order))):
+        return v
+    remap = np.empty(len(order), dtype=np.int32)
     remap[order] = np.arange(len(order))
-    out = v.subset(slice(None))
-    out.models = [v.models[i] for i in order]
-    out.a, out.b = remap[v.a], remap[v.b]
-    return out
+    return dataclasses.replace(v, models=[v.models[i] for i in order], a=remap[v.a], b=remap[v.b])
 
 
 def unique_outcomes(v: Votes, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """FastChat's collapse: (a, b, outcome) triples with their summed weights (sorted)."""
     m = len(v.models)
-    code = np.rint(v.outcome * 2).astype(np.int64)  # 0, 1 (tie), 2
-    key = (v.a * m + v.b) * 3 + code
-    summed = np.bincount(key, weights=w, minlength=m * m * 3)
+    key = (v.a * m + v.b).astype(np.int64) * 3 + (v.outcome * 2).astype(np.int64)  # outcome 0, 1 (tie), 2
+    unweighted = bool(w.min() == 1.0 and w.max() == 1.0)  # the usual case; bincount is faster without weights
+    summed = np.bincount(key, weights=None if unweighted else w, minlength=m * m * 3).astype(np.float64)
     idx = np.flatnonzero(summed > 0)
     return idx // 3 // m, idx // 3 % m, (idx % 3) / 2.0, summed[idx]
 

@@ -109,15 +109,15 @@ def quality_weights(v: Votes, rules: QualityRules) -> tuple[np.ndarray, dict]:
         before = w.sum()
         m = len(v.models)
         model_votes = np.bincount(v.a, weights=w, minlength=m) + np.bincount(v.b, weights=w, minlength=m)
-        factor = np.ones(n)
-        for side in (v.a, v.b):
-            key = np.where(known, v.user.astype(np.int64) * m + side, -1 - np.arange(n))
-            _, inv = np.unique(key, return_inverse=True)
-            mine = np.bincount(inv, weights=w)[inv]
-            allowed = rules.max_user_share * model_votes[side]
-            f = np.where(known & (model_votes[side] >= rules.share_min_votes),
-                         np.minimum(1.0, allowed / np.maximum(mine, 1e-300)), 1.0)
-            factor = np.minimum(factor, f)
+        # A user's weight on a model counts the votes where it was either side.
+        keys = np.where(np.r_[known, known], np.r_[v.user, v.user].astype(np.int64) * m + np.r_[v.a, v.b],
+                        -1 - np.arange(2 * n))
+        _, inv = np.unique(keys, return_inverse=True)
+        mine = np.bincount(inv, weights=np.r_[w, w])[inv]
+        side = np.r_[v.a, v.b]
+        f = np.where(np.r_[known, known] & (model_votes[side] >= rules.share_min_votes),
+                     np.minimum(1.0, rules.max_user_share * model_votes[side] / np.maximum(mine, 1e-300)), 1.0)
+        factor = np.minimum(f[:n], f[n:])
         w *= factor
         report["user_share_cap"] = {"max_share": rules.max_user_share, "min_model_votes": rules.share_min_votes,
                                     "votes": round(before - w.sum(), 1)}

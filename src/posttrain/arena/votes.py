@@ -162,7 +162,7 @@ def _fast(path: Path) -> Votes | None:
     except ImportError:
         return None
     try:
-        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 24))
+        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 20))
     except (pa.ArrowInvalid, OSError):
         return None
     cols = set(table.column_names)
