@@ -60,6 +60,7 @@ class Turn:
     memory: list[str]
     extra: dict[str, Any] | None = None  # OpenAI fields passed upstream (tools, response_format)
     response_format: Any = None
+    assignment: dict[str, Any] | None = None  # the A/B arm this request was routed to
 
 
 def _params(req: ChatRequest) -> DecodingParams:
@@ -97,6 +98,9 @@ async def _backend(request: Request, name: str) -> Backend:
 async def _resolve(request: Request, req: ChatRequest, user: UserInfo) -> tuple[Turn, Backend]:
     store = request.app.state.store
     model = req.model or request.app.state.default_model
+    from posttrain.experiments import route  # A/B: sticky routing, cached per process
+
+    model, assignment = route(store, user.id, model)
     messages = [m.plain() for m in req.messages]
     cache = request.app.state.personalization
     personal = cache.get(user.id)
@@ -132,7 +136,7 @@ async def _resolve(request: Request, req: ChatRequest, user: UserInfo) -> tuple[
                                      default_system=request.app.state.system_prompt),
         params=_params(req), conversation_id=conv or new_id(), is_new=conv is None,
         instructions=instructions, memory=memory, extra=req.upstream_extra(),
-        response_format=req.response_format,
+        response_format=req.response_format, assignment=assignment,
     )
     return turn, backend
 
@@ -142,7 +146,8 @@ async def _log(request: Request, turn: Turn, gens: list[Generation], request_id:
     """Commit the exchange (returns only after the commit) and prime the feedback cache."""
     now = datetime.now(timezone.utc)
     # The tools and response format were part of what the model saw: stored with the params.
-    params = {**turn.params.to_dict(), "n": len(gens), "stream": stream, **(turn.extra or {})}
+    params = {**turn.params.to_dict(), "n": len(gens), "stream": stream, **(turn.extra or {}),
+              **({"experiment": turn.assignment} if turn.assignment else {})}
     completions = [
         {
             "id": cid, "request_id": request_id, "choice_index": i,
