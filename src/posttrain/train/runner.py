@@ -147,6 +147,10 @@ def run(method: str, *, store: Any, base: str, name: str, data: str | Path | Non
     trainer = get_recipe(method).build(cfg, base_dir, tokenizer, train_data.rows, run_dir, callbacks,
                                        mix=mix, attribution=attribution)
     remove_default_progress(trainer)
+    if trainer.train_dataset is not None and len(trainer.train_dataset) == 0:
+        # TRL drops rows whose answer is cut off entirely; otherwise the sampler fails obscurely.
+        raise ValueError(f"config field 'max_length': no row of the {len(train_data.rows)} fits in {cfg.max_length} tokens "
+                         f"with some of its answer left; raise max_length")
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
