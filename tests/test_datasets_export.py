@@ -297,3 +297,23 @@ def test_since_and_until_select_feedback_by_time(store):
     future = datetime.now(timezone.utc) + timedelta(days=1)
     assert export(store, "feedback", None, since=future)["rows"] == 0
     assert export(store, "feedback", None, until=future.date().isoformat())["rows"] == 4
+
+
+def test_near_duplicates_are_removed_by_minilm_cosine(sqlite_store):
+    store = sqlite_store
+    u, _ = add_user(store, "n")
+    fb = FeedbackService(store)
+    pairs = [("What is the capital of France?", "The capital of France is Paris."),
+             ("What is the capital of France ?", "The capital of France is Pariss."),  # a typo: near-duplicate
+             ("What is the capital of Spain?", "The capital of Spain is Madrid."),
+             ("I think 2+2 is 5, right?", "No: 2+2 is 4."),
+             ("I think 2+2 is 4, right?", "Yes: 2+2 is 4.")]  # one digit, different meaning: kept
+    for q, a in pairs:
+        (c,), _ = exchange(store, u, q, [a])
+        fb.record(u.id, {"completion_id": c, "kind": "thumbs", "value": 1})
+    r = export(store, "sft", None, max_user_share=1, test_fraction=0)
+    kept = [m["messages"][-1]["content"] for m in lines(r["path"])]
+    assert r["duplicates"] == {"exact": 0, "near": 1, "near_threshold": 0.95}
+    assert "The capital of France is Pariss." not in kept and len(kept) == 4
+    loose = export(store, "sft", None, max_user_share=1, test_fraction=0, near_dup_threshold=0.5)
+    assert loose["duplicates"]["near"] >= 2
