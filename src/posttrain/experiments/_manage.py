@@ -6,7 +6,7 @@ import getpass
 from datetime import datetime, timezone
 from typing import Any
 
-from posttrain.experiments._metrics import DEFAULT_MARGINS, METRICS, observations, summarize
+from posttrain.experiments._metrics import DEFAULT_MARGINS, METRICS, MIN_SAMPLES, observations, summarize
 from posttrain.store import experiments as q
 from posttrain.store._store import Store
 
@@ -127,7 +127,7 @@ def status(store: Store, name: str, *, check: bool = True) -> dict[str, Any]:
     exp = get(store, name)
     cfg = exp["config"]
     metrics = summarize(observations(store, exp), alpha=cfg.get("alpha", DEFAULT_ALPHA),
-                        margins=cfg.get("margins", {}))
+                        margins=cfg.get("margins", {}), min_samples=cfg.get("min_samples", MIN_SAMPLES))
     harmed = [m for m in metrics if m.get("harm")]
     rolled = None
     if check and exp["status"] == "running" and harmed:

@@ -91,10 +91,17 @@ def _moments(xs: list[float], binary: bool) -> tuple[float, float, int]:
         p = (sum(xs) + 0.5) / (n + 1.0)  # smoothed: 0/n must not claim zero variance
         return mean, p * (1 - p), n
     var = sum((x - mean) ** 2 for x in xs) / max(n - 1, 1)
-    return mean, max(var, 1e-9), n
+    # Floor: answers of one length exactly would give a zero-width interval.
+    return mean, max(var, (0.05 * abs(mean)) ** 2, 1e-6), n
 
 
-def summarize(obs: dict[str, dict[str, list[float]]], *, alpha: float, margins: dict[str, float]) -> list[dict[str, Any]]:
+# Fewer observations per arm than this decide nothing: the sequences are asymptotic (they
+# estimate the variance), and a handful of identical answers would claim a zero variance.
+MIN_SAMPLES = 20
+
+
+def summarize(obs: dict[str, dict[str, list[float]]], *, alpha: float, margins: dict[str, float],
+              min_samples: int = MIN_SAMPLES) -> list[dict[str, Any]]:
     """One row per metric: each arm's mean and n, the difference with its confidence sequence,
     whether it is decided, and for guardrails whether harm beyond the margin is shown."""
     out = []
@@ -109,7 +116,7 @@ def summarize(obs: dict[str, dict[str, list[float]]], *, alpha: float, margins: 
                                "cs": None if iv["cs"] is None else [round(x, 4) for x in iv["cs"]],
                                "fixed_ci": None if iv["fixed_ci"] is None else [round(x, 4) for x in iv["fixed_ci"]]}
         verdict = "undecided"
-        if iv["cs"] is not None:
+        if iv["cs"] is not None and min(nc, nb) >= min_samples:
             lo, hi = iv["cs"]
             if lo > 0:
                 verdict = "candidate better" if higher else "candidate worse"
@@ -121,13 +128,13 @@ def summarize(obs: dict[str, dict[str, list[float]]], *, alpha: float, margins: 
             margin = margins.get(name, DEFAULT_MARGINS.get(name, 0.0))
             absolute = margin * mb if name == "length_words" and nb else margin
             row["margin"] = round(absolute, 4)
-            row["harm"] = bool(iv["cs"] is not None and iv["cs"][0] > absolute)
+            row["harm"] = bool(iv["cs"] is not None and min(nc, nb) >= min_samples and iv["cs"][0] > absolute)
         out.append(row)
     wins = obs["candidate"].get("pairwise_win_rate") or []
     row = {"metric": "pairwise_win_rate", "kind": "metric", "higher_is_better": True, "n_candidate": len(wins),
            "candidate": round(sum(wins) / len(wins), 4) if wins else None, "cs": None, "decided": False,
            "verdict": "undecided", "note": "candidate's share of candidate-vs-baseline pairwise votes (vs 0.5)"}
-    if len(wins) >= 2:
+    if len(wins) >= min_samples:
         from posttrain.experiments._sequential import TAU_SD, mixture_halfwidth
 
         m = sum(wins) / len(wins)
