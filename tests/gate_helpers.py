@@ -23,7 +23,7 @@ conversations = 4
 [suites.engagement]
 params = { max_new_tokens = 8 }
 [suites.capability]
-limit = 40
+limit = 24
 params = { max_new_tokens = 8 }
 [[metric]]
 name = "engagement.follow_up_offer"

@@ -106,13 +106,28 @@ def test_veto_blocks_a_candidate_the_numbers_pass_and_the_decision_then_stays(en
     assert again["status"] == "blocked" and again["metrics"] == r["metrics"]  # the numbers never change
 
 
-def test_lineage_dominance_blocks_and_trained_against_needs_a_second_method(env):
+def test_lineage_dominance_blocks_and_trained_against_is_measured_a_second_way(env):
+    from posttrain.gate.lineage import _detectors_available
+
     r = run_gate(env["store"], "t-trained", "t1", policy=env["policy"])
     assert any(b["metric"] == "lineage:dominance" and "follow_up_offer" in b["reason"] for b in r["blocking"])
-    assert any("trained against 'follow_up_offer'" in w and "human review" in w for w in r["warnings"])
     ev = show_decision(env["store"], r["decision_id"])["evidence"]
-    assert ev["trained_against"] == {"follow_up_offer": None} and ev["review_required"] >= 1
-    assert ev["lineage"]["candidate"]["parent"] == "t1"
+    assert ev["trained_against"] == {"follow_up_offer": None} and ev["lineage"]["candidate"]["parent"] == "t1"
+    if _detectors_available():
+        # Trained against the phrase-list grader: the learned detector measures the same property.
+        (m,) = [m for m in r["metrics"] if m.get("independent")]
+        assert m["metric"] == "engagement.follow_up_offer [independent: detector method 'learned']"
+        assert m["action"] == "block" and m["n"] == 48 and m["regraded"]
+    else:
+        assert any("trained against 'follow_up_offer'" in w and "human review" in w for w in r["warnings"])
+        assert ev["review_required"] >= 1
+
+
+def test_trained_against_the_combined_detector_falls_back_to_people(env):
+    from posttrain.gate.lineage import independent_check
+
+    assert independent_check("follow_up_offer", "both", None)["method"] == "human review"
+    assert independent_check("follow_up_offer", "learned", None)["args"] == {"method": "rules"}
 
 
 def test_goodhart_warning_names_the_signal_and_the_metric():

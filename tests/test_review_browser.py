@@ -35,7 +35,7 @@ def served(tmp_path_factory, tiny_model_dir):
         register_model(store, name, "local", {"path": str(tiny_model_dir)})
     # Small and quick: 8 + 10 cases, margins wide enough for that many to have power.
     policy = write_policy(root, SMALL_POLICY.replace("conversations = 4", "conversations = 0")
-                          .replace("limit = 40", "limit = 10").replace("margin = 0.3", "margin = 0.5")
+                          .replace("limit = 24", "limit = 10").replace("margin = 0.3", "margin = 0.5")
                           .replace("margin = 0.4", "margin = 0.5")
                           .replace("[suites.engagement]", "[suites.engagement]\nlimit = 8"))
     decisions = [run_gate(store, "t2", "t1", policy=policy)["decision_id"] for _ in range(2)]

@@ -35,20 +35,40 @@ def trained_against(train: dict[str, Any]) -> dict[str, str | None]:
     return out
 
 
-def _accepts_method(grader: str) -> bool:
+def _method_param(grader: str) -> tuple[bool, str | None]:
+    """(does the grader take `method`?, its default) — (False, None) for an unknown grader."""
     try:
-        return "method" in inspect.signature(get_grader(grader)).parameters
+        param = inspect.signature(get_grader(grader)).parameters.get("method")
     except (KeyError, TypeError, ValueError):
+        return False, None
+    if param is None:
+        return False, None
+    return True, None if param.default is inspect.Parameter.empty else param.default
+
+
+def _detectors_available() -> bool:
+    try:
+        from posttrain.graders.detectors import detect  # noqa: F401
+    except ImportError:
         return False
+    return True
 
 
 def independent_check(prop: str, method: str | None, judge: str | None) -> dict[str, Any]:
     """How the gate measures a trained-against property a second way: the other detector method
-    when training named one, else an LLM judge when the policy names a judge model, else people
-    (the review). Returns {"method", "grader", "args"} (grader None for the human review)."""
+    (rules <-> learned) when training used one of them, else an LLM judge when the policy names a
+    judge model, else people (the review). The training method is the one the signal named, else
+    the grader's default `method`, else "rules" (a grader without methods is a phrase list).
+    Returns {"method", "grader", "args"} (grader None for the human review)."""
+    takes, default = _method_param(prop)
+    trained = method or default or ("rules" if not takes else None)
     others = {"rules": "learned", "learned": "rules"}
-    if method in others and _accepts_method(prop):
-        return {"method": f"detector method {others[method]!r}", "grader": prop, "args": {"method": others[method]}}
+    if trained in others:
+        other = others[trained]
+        if takes:
+            return {"method": f"detector method {other!r}", "grader": prop, "args": {"method": other}}
+        if _detectors_available():
+            return {"method": f"detector method {other!r}", "grader": f"detector:{prop}", "args": {"method": other}}
     if judge:
         try:
             get_grader(f"{prop}_judge")

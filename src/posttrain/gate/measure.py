@@ -71,8 +71,15 @@ def _first_row_per_case(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def regrade(grader: str, args: dict[str, Any], case: Case, row: dict[str, Any]) -> Grade:
-    """Grade a stored answer again with another grader (its errors become an empty grade)."""
+    """Grade a stored answer again with another grader (its errors become an empty grade).
+    `detector:PROP` is a side-effect detector (`graders.detectors.detect`) with `args["method"]`."""
     try:
+        if grader.startswith("detector:"):
+            from posttrain.graders.detectors import detect
+
+            prompt = next((m["content"] for m in reversed(case.messages) if m.get("role") == "user"), None)
+            hit = detect(grader.split(":", 1)[1], row["response"], args.get("method", "both"), prompt)
+            return Grade(float(hit), not hit, {"method": args.get("method")})
         g = get_grader(grader)(row["response"], _view(case, row), **args)
     except Exception as exc:  # one bad case must not sink the gate
         return Grade(None, None, {"error": f"{type(exc).__name__}: {exc}"})

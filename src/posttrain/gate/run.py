@@ -263,8 +263,10 @@ def run_gate(
         else:
             warnings.append(w)
     for a in lin.dominance_alarms(train):
-        msg = (f"dominance alarm from training: signal {a.get('signal')!r} carried {a.get('share', 0):.0%} of "
-               f"the reward variance over {a.get('steps', '?')} steps")
+        steps = a.get("steps")
+        span = f"steps {steps[0]}-{steps[1]}" if isinstance(steps, list) and len(steps) == 2 else f"{steps} steps"
+        msg = (f"dominance alarm from training: signal {a.get('signal')!r} carried {float(a.get('share') or 0):.0%} "
+               f"of the reward variance over {span}")
         if pol.dominance == "block":
             blocking.append({"metric": "lineage:dominance", "baseline": None, "candidate": None, "delta": None,
                              "ci": None, "margin": None, "p": None, "reason": msg})
