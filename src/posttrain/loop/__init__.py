@@ -23,10 +23,27 @@ def run_demo(out: Path, mode: str = "quick", *, log: Callable[[str], None] = pri
 
     from posttrain.loop.demo import demo_settings, demo_stages
 
+    import os
+
+    from posttrain.models.embedded import model_cache_dir
+
     out = Path(out).resolve()
     s = demo_settings(mode, **settings)
     ctx = Context(out=out, settings=s, state=open_state(out, "demo", s), log=log)
-    state = run_stages(demo_stages(), ctx)
+    # A fresh home for everything the run writes (store, snapshots, trained models); the
+    # converted embedded model is shared with the usual home.
+    saved = {k: os.environ.get(k) for k in ("POSTTRAIN_HOME", "POSTTRAIN_MODEL_CACHE", "POSTTRAIN_DATABASE_URL")}
+    os.environ["POSTTRAIN_MODEL_CACHE"] = str(model_cache_dir())
+    os.environ["POSTTRAIN_HOME"] = str(out / "home")
+    os.environ.pop("POSTTRAIN_DATABASE_URL", None)
+    try:
+        state = run_stages(demo_stages(), ctx)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     report = out / "report.json"
     if report.exists():  # the report stage cannot know its own seconds: patch them in
         data = json.loads(report.read_text())

@@ -21,12 +21,12 @@ __all__ = ["demo_settings", "demo_stages"]
 # Sizes per mode. smoke: the CI check that every stage runs (tiny model, a few steps); quick:
 # the real outcome in <= 8 min; full: <= 30 min. Chosen before the first outcome was seen.
 MODES: dict[str, dict[str, Any]] = {
-    "smoke": {"users": 4, "conversations": 2, "naive_steps": 2, "guarded_steps": 1, "eval_limit": 4,
-              "max_tokens": 24, "gate_limit": 4},
-    "quick": {"users": 16, "conversations": 3, "naive_steps": 24, "guarded_steps": 4, "eval_limit": 24,
-              "max_tokens": 64, "gate_limit": 24},
-    "full": {"users": 40, "conversations": 4, "naive_steps": 60, "guarded_steps": 12, "eval_limit": 48,
-             "max_tokens": 96, "gate_limit": 48},
+    "smoke": {"users": 4, "conversations": 2, "naive_steps": 2, "guarded_steps": 1, "max_tokens": 24, "gate_limit": 4,
+              "audit_n": 16},
+    "quick": {"users": 12, "conversations": 2, "naive_steps": 16, "guarded_steps": 3, "max_tokens": 48, "gate_limit": None,
+              "audit_n": 48},
+    "full": {"users": 32, "conversations": 3, "naive_steps": 48, "guarded_steps": 10, "max_tokens": 80, "gate_limit": None,
+             "audit_n": 120},
 }
 
 

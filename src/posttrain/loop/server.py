@@ -22,6 +22,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies (a killed demo
+    must not leave a server holding the port and the store)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _command() -> list[str]:
     exe = Path(sys.executable).with_name("posttrain")
     if exe.exists():
@@ -51,7 +62,8 @@ class Server:
         env = {**os.environ, "POSTTRAIN_HOME": str(self.home), "HF_HUB_OFFLINE": "1", **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -109,9 +109,27 @@ def open_state(out: Path, kind: str, settings: dict[str, Any]) -> dict[str, Any]
     return state
 
 
+def _exit_on_sigterm() -> Any:
+    """SIGTERM raises SystemExit, so a terminated run still stops what it started (the server)
+    and leaves state.json as of its last finished stage. Returns the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def run_stages(stages: list[Stage], ctx: Context) -> dict[str, Any]:
     """Run the stages in order, recording each in state.json; returns the state. A failing
     stage is recorded with its error and the run goes on with the stages that do not need it."""
+    import signal
+
+    previous = _exit_on_sigterm()
     state = ctx.state
     state["order"] = [s.name for s in stages]
     state["starts"] = state.get("starts", 0) + 1
@@ -158,6 +176,8 @@ def run_stages(stages: list[Stage], ctx: Context) -> dict[str, Any]:
             if callable(close):
                 close()
         ctx.resources.clear()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return state
 
 

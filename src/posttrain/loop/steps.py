@@ -53,7 +53,9 @@ def ensure_server(ctx: Context) -> Any:
         embedded_model_dir()  # convert once, here, so the server does not time out doing it
     # A fresh home, but the converted embedded model is shared (no second 540 MB copy).
     env = {"POSTTRAIN_MODEL_CACHE": str(model_cache_dir())}
-    server = Server(db_url(ctx.out), ctx.out / "home", ctx.out / "home" / "server.log", env=env).start()
+    # The plain arm is the server's default model: the arms share one copy of the weights.
+    server = Server(db_url(ctx.out), ctx.out / "home", ctx.out / "home" / "server.log", env=env,
+                    model=ctx.settings.get("default_arm", "assistant-plain")).start()
     ctx.resources["server"] = server
     return server
 
@@ -87,12 +89,16 @@ def unique_name(store: Any, name: str) -> str:
 # -- curate --------------------------------------------------------------------------------------
 
 
-def export_all(store: Any, ctx: Context, since: Any = None) -> dict[str, Any]:
-    """Preference pairs (thumbs and picks) and prompts, as stored snapshots."""
+def export_all(store: Any, ctx: Context, since: Any = None, users: int | None = None) -> dict[str, Any]:
+    """Preference pairs (thumbs and picks) and prompts, as stored snapshots. The per-user cap
+    allows each user three times an equal share (the default 10 % cannot hold with fewer than
+    ten users)."""
     export = api("posttrain.datasets", "export")
+    n = users or ctx.settings.get("users") or 10
+    curation = {"max_user_share": min(1.0, max(0.1, 3 / n))}
     out = {}
     for kind in ("preferences", "prompts"):
-        out[kind] = export(store, kind, str(ctx.path("data", f"{kind}.jsonl")), since=since)
+        out[kind] = export(store, kind, str(ctx.path("data", f"{kind}.jsonl")), since=since, **curation)
     return out
 
 
@@ -109,7 +115,7 @@ def reward(store: Any, ctx: Context, name: str) -> dict[str, Any]:
     name = unique_name(store, name)
     metrics = train_rm(store, name=name, snapshot=prefs["snapshot"], backbone="minilm",
                                     epochs=1, seed=ctx.settings["seed"])
-    audit = audit_rm(store, name)
+    audit = audit_rm(store, name, **({"n_per_property": ctx.settings["audit_n"]} if ctx.settings.get("audit_n") else {}))
     return {"name": name, "metrics": metrics, "audit": audit, "flagged": bool(audit.get("flagged"))}
 
 
@@ -146,8 +152,10 @@ def guarded_prompts(store: Any, ctx: Context) -> Path:
             p = known.get(last)
             if p is not None and p.key is not None:
                 row.update({k: p.key[k] for k in ("answer", "kind", "aliases", "distractors", "alt_answers", "abs_tol", "rel_tol")})
-            if p is not None and p.instructions is not None:
-                row.update({"instruction_id_list": p.instructions["instruction_id_list"], "kwargs": p.instructions["kwargs"]})
+            # No instructions: an empty list (every one of none followed), so the ifeval signal is
+            # constant there and only rows with instructions move the reward.
+            ins = p.instructions if p is not None and p.instructions is not None else {"instruction_id_list": [], "kwargs": []}
+            row.update({"instruction_id_list": ins["instruction_id_list"], "kwargs": ins["kwargs"]})
             f.write(json.dumps(row) + "\n")
     return out
 
@@ -171,11 +179,34 @@ def train_guarded(store: Any, ctx: Context, base: str, name: str, rm: str | None
 # -- evaluate --------------------------------------------------------------------------------------
 
 
-def suites_for(ctx: Context) -> list[str]:
-    out = ["engagement", "sycophancy-are-you-sure", "capability"]
-    if ctx.settings.get("data_dir"):
-        out.append("ifeval")
-    return out
+def policy_path(ctx: Context) -> str | None:
+    """The gate policy of this run: the loop's configured one, else the demo's for its mode."""
+    if ctx.settings.get("policy"):
+        return ctx.settings["policy"]
+    mode = ctx.settings.get("mode")
+    if mode is None:
+        return None
+    from importlib import resources
+
+    name = "demo-full.toml" if mode == "full" else "demo-quick.toml"
+    return str(resources.files("posttrain.loop").joinpath("policies", name))
+
+
+def suite_plan(ctx: Context) -> list[tuple[str, int | None, dict[str, Any], int]]:
+    """(suite, limit, decoding params, seed) for each suite the gate policy measures, so the
+    evaluation's generations are the gate's (it then reads them from the eval cache)."""
+    try:
+        from posttrain.gate.policy import load_policy
+    except ImportError:  # no gate in this build: the demo's own short list
+        return [(s, ctx.settings.get("eval_limit"), {}, 0) for s in ("engagement", "sycophancy-are-you-sure", "capability")]
+    pol = load_policy(policy_path(ctx))
+    cap = ctx.settings.get("gate_limit")
+    plan = []
+    for name in sorted({s for m in pol.metrics for s in m.suites}):
+        spec = pol.suite_run(name)
+        limits = [x for x in (spec.limit, cap) if x is not None]
+        plan.append((name, min(limits) if limits else None, dict(spec.params), pol.seed))
+    return plan
 
 
 def comparison_rows(cmp: dict[str, Any], suite: str) -> list[dict[str, Any]]:
@@ -193,23 +224,29 @@ def comparison_rows(cmp: dict[str, Any], suite: str) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate(store: Any, ctx: Context, baseline: str, candidates: list[str]) -> dict[str, Any]:
+def evaluate(store: Any, ctx: Context, baseline: str, candidates: list[str], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the gate policy's suites (and `extra` ones, e.g. a mined north-star suite) on the
+    baseline and each candidate; per-metric deltas (candidate - baseline) with paired
+    bootstrap intervals."""
     from posttrain.evals import compare_runs, run_suite
 
+    plan = suite_plan(ctx) + [(s, ctx.settings.get("gate_limit"), {}, 0) for s in extra]
     runs: dict[str, dict[str, Any]] = {}
     for model in [baseline, *candidates]:
         runs[model] = {}
-        for suite in suites_for(ctx):
+        for suite, limit, params, seed in plan:
             ctx.log(f"  eval {suite} on {model} ...")
-            s = run_suite(store, suite, model, limit=ctx.settings["eval_limit"], seed=0,
-                          data_dir=ctx.settings.get("data_dir"), progress=False)
-            runs[model][suite] = {"run_id": s.run_id, "metrics": s.metrics, "n": s.n_cases, "seconds": round(s.seconds, 1)}
+            s = run_suite(store, suite, model, limit=limit, seed=seed, params=params or None,
+                          data_dir=ctx.settings.get("data_dir"), progress=False, batch_size=8)
+            runs[model][suite] = {"run_id": s.run_id, "metrics": s.metrics, "n": s.n_cases, "seconds": round(s.seconds, 1),
+                                  "generated": s.generated, "cached": s.cached}
     deltas = {}
     for cand in candidates:
-        deltas[cand] = [row for suite in suites_for(ctx)
+        deltas[cand] = [row for suite, *_ in plan
                         for row in comparison_rows(compare_runs(store, runs[baseline][suite]["run_id"],
                                                                 runs[cand][suite]["run_id"]), suite)]
-    return {"baseline": baseline, "candidates": candidates, "runs": runs, "deltas": deltas}
+    return {"baseline": baseline, "candidates": candidates, "runs": runs, "deltas": deltas,
+            "plan": [{"suite": s, "limit": n, "params": p} for s, n, p, _ in plan]}
 
 
 # -- gate ------------------------------------------------------------------------------------------
@@ -217,23 +254,31 @@ def evaluate(store: Any, ctx: Context, baseline: str, candidates: list[str]) -> 
 SCRIPTED_REVIEWER = "scripted-reviewer (demo: no human looked)"
 
 
-def gate_all(store: Any, ctx: Context, baseline: str, candidates: list[str], policy: str | None = None) -> dict[str, Any]:
-    """Gate each candidate; the human review is taken by a scripted reviewer that approves every
-    item (so only the numbers can block), and the result says so."""
+def gate_all(store: Any, ctx: Context, baseline: str, candidates: list[str], *, scripted_review: bool = True) -> dict[str, Any]:
+    """Gate each candidate. In the demo the human review is taken by a scripted reviewer that
+    approves every item (so only the numbers can block), and the result says so; the loop
+    leaves a passing candidate pending for a person (`scripted_review=False`)."""
     run_gate, submit_review = api("posttrain.gate", "run_gate"), api("posttrain.gate", "submit_review")
     out = {}
     for cand in candidates:
         ctx.log(f"  gate {cand} against {baseline} ...")
-        result = run_gate(store, cand, baseline, policy=policy or ctx.settings.get("policy"),
-                               limit=ctx.settings.get("gate_limit"), report=str(ctx.path(f"gate-{cand}.html")))
+        result = run_gate(store, cand, baseline, policy=policy_path(ctx), limit=ctx.settings.get("gate_limit"),
+                          report=str(ctx.path(f"gate-{cand}.html")), data_dir=ctx.settings.get("data_dir"))
         review = None
-        if result.get("review", {}).get("status") == "pending" or result.get("status") == "pending":
-            items = (result.get("review") or {}).get("items", [])
-            verdicts = [{"item": it.get("id", i), "verdict": "ok"} for i, it in enumerate(items)]
+        if scripted_review and result.get("status") == "pending":
+            verdicts = [{"item_id": i, "choice": "tie"} for i in _pending_items(store, result["decision_id"])]
             review = submit_review(store, result["decision_id"], SCRIPTED_REVIEWER, verdicts)
-            result = {**result, **(review if isinstance(review, dict) else {})}
-        out[cand] = {"result": result, "scripted_review": review is not None, "reviewer": SCRIPTED_REVIEWER}
+            result = {**result, "passed": bool(review.get("passed")), "status": review.get("status", result["status"]),
+                      "review": review.get("review", review)}
+        out[cand] = {"result": result, "scripted_review": review is not None,
+                     "reviewer": SCRIPTED_REVIEWER if review is not None else None}
     return out
+
+
+def _pending_items(store: Any, decision_id: str) -> list[str]:
+    from posttrain.store import gate as gate_queries
+
+    return [it["id"] for it in gate_queries.get_decision(store, decision_id)["items"]]
 
 
 def leaderboard(store: Any) -> dict[str, Any] | None:
