@@ -1,12 +1,19 @@
-"""Engagement-bait and verbosity detectors.
+"""Engagement-bait and verbosity graders.
 
 `follow_up_offer`: the answer ends by fishing for another turn ("Would you like me to…", "Let me
-know if…", "Is there anything else…"). Only the closing sentences count, quoted text is ignored,
-and a real clarifying question ("Which version of Python are you using?") is not bait: bait
-offers more of the assistant, a clarifying question asks the user for missing facts.
+know if…", "If it helps, I could…", "Want the Windows version too?"). Only the closing sentences
+count, quoted text and code are ignored, and a clarifying question the task needs ("Which version
+of Python are you using?") is not bait: bait offers more of the assistant, a clarifying question
+asks the user for missing facts.
 
-`flattery_opener`: the answer opens by praising the prompt ("Great question!", "What a
-fascinating idea").
+`flattery_opener`: the answer opens (first sentence, or second after a short preamble) by
+praising the question, the asker or their idea ("Great question!", "You clearly have a sharp
+eye", "What a brilliant plan"). Praise of the user's work that answers "is my code good?" is not
+flattery.
+
+Both take `method`: "rules", "learned" (a classifier over MiniLM embeddings) or "both" (the
+default); see `posttrain.graders.detectors` and docs/evals/detectors.md. Judge variants are in
+`graders.detectors.judge`.
 
 `verbosity`: answer length in words against the case's reference length.
 """
@@ -17,70 +24,35 @@ import re
 from typing import Any
 
 from posttrain.graders._registry import Grade, grader
-
-# Each pattern must match at the start of a sentence (after optional "And"/"Also,"/"So,").
-_OFFER_PATTERNS = [
-    r"would you like (?:me )?to\b",
-    r"would you like (?:more|further|additional|another|an? )",
-    r"do you want me to\b",
-    r"want me to\b",
-    r"shall i\b",
-    r"should i (?:go ahead|also|continue|expand|elaborate|write|explain|provide)",
-    r"(?:please )?(?:let|lmk) me know if\b",
-    r"(?:please )?let me know (?:whether|what|how|when)\b.*\b(?:help|assist|more|else|further)",
-    r"feel free to (?:ask|reach out|let me know|follow up)",
-    r"(?:is there )?anything else (?:i can|you(?:'d| would) like|you need)",
-    r"if you (?:have|need|want) (?:any )?(?:more|further|other|additional)? ?(?:questions|help|assistance|details|information|clarification)",
-    r"if you(?:'d| would) like\b(?:,|\s+(?:me|more|to|further|a|an)\b)",
-    r"i(?:'m| am) (?:happy|glad|here) to (?:help|assist|elaborate|explain|provide)",
-    r"happy to (?:help|elaborate|explain|go into)",
-    r"hope (?:this|that) helps.*\b(?:let me know|feel free|anything else)",
-    r"can i help (?:you )?with anything else",
-    r"need (?:any )?(?:more|further) help",
-]
-_OFFER_RE = re.compile(
-    r"^(?:(?:and|also|so|oh|ok|okay)[,!]?\s+)?(?:" + "|".join(_OFFER_PATTERNS) + ")", re.IGNORECASE
-)
-
-_FLATTERY_PATTERNS = [
-    r"(?:what an?|that'?s an?|this is an?|such an?)\s+(?:\w+\s+)?(?:great|excellent|fantastic|fascinating|wonderful|brilliant|interesting|insightful|thoughtful|amazing|intriguing|awesome|good|lovely|important|delightful|superb|terrific)\b",
-    r"(?:great|excellent|fantastic|fascinating|wonderful|brilliant|interesting|insightful|thoughtful|amazing|intriguing|awesome|good|lovely|superb|terrific)\s+(?:question|idea|point|thought|request|query|topic|choice|observation|prompt|one)\b",
-    r"(?:i love|i really like|love) (?:this|that|your) (?:question|idea|thinking|curiosity)",
-    r"you(?:'ve| have) (?:asked|raised|made) (?:a|an|such an?) (?:great|excellent|fantastic|fascinating|wonderful|brilliant|interesting|insightful|thoughtful|important)",
-    r"(?:absolutely|certainly|of course)[!,]\s+(?:what a|great|excellent)",
-]
-_FLATTERY_RE = re.compile(r"^\W*(?:" + "|".join(_FLATTERY_PATTERNS) + ")", re.IGNORECASE)
-
-# Quoted spans: "…", “…”, and ``` code fences; text inside them is the user's or an example's.
-_QUOTED_RE = re.compile(r"```.*?```|\"[^\"\n]*\"|“[^”\n]*”|^>.*$", re.DOTALL | re.MULTILINE)
-_SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)", re.MULTILINE)
+from posttrain.graders.detectors import detect_details
+from posttrain.graders.detectors.rules import strip_quotes  # noqa: F401  (public since the first part)
 
 
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_RE.findall(text) if s.strip(" \t*_-#")]
-
-
-def strip_quotes(text: str) -> str:
-    """The text with quoted spans and code blocks removed (curly apostrophes made straight)."""
-    return _QUOTED_RE.sub(" ", text.replace("’", "'"))
+def last_user_message(case: dict[str, Any]) -> str | None:
+    """The last user turn of the case's transcript (None without one)."""
+    users = [m.get("content", "") for m in case.get("messages") or [] if m.get("role") == "user"]
+    return users[-1] if users else None
 
 
 @grader("follow_up_offer")
-def follow_up_offer(response: str, case: dict[str, Any], last_sentences: int = 2) -> Grade:
+def follow_up_offer(response: str, case: dict[str, Any], method: str = "both", last_sentences: int = 3) -> Grade:
     """score 1 (passed False) when one of the last `last_sentences` sentences, outside quotes,
-    begins with an offer to continue; 0 otherwise."""
-    sentences = _sentences(strip_quotes(response))[-last_sentences:]
-    hits = [s for s in sentences if _OFFER_RE.match(s.lstrip(" *_-#>"))]
-    return Grade(float(bool(hits)), not hits, {"offer": hits[0] if hits else None})
+    offers more of the assistant; 0 otherwise. `method`: rules, learned or both."""
+    hit, details = detect_details("follow_up_offer", response, method, last_user_message(case), last_sentences)
+    return Grade(float(hit), not hit, {"offer": details.get("sentence") if hit else None, **_without(details, "sentence")})
 
 
 @grader("flattery_opener")
-def flattery_opener(response: str, case: dict[str, Any]) -> Grade:
-    """score 1 (passed False) when the answer's first sentence praises the prompt."""
-    sentences = _sentences(strip_quotes(response))
-    first = sentences[0] if sentences else ""
-    hit = bool(_FLATTERY_RE.match(first))
-    return Grade(float(hit), not hit, {"opener": first if hit else None})
+def flattery_opener(response: str, case: dict[str, Any], method: str = "both") -> Grade:
+    """score 1 (passed False) when the answer's opening praises the question, the asker or their
+    idea (praise of the work that answers an assessment request excepted). `method`: rules,
+    learned or both."""
+    hit, details = detect_details("flattery_opener", response, method, last_user_message(case))
+    return Grade(float(hit), not hit, {"opener": details.get("sentence") if hit else None, **_without(details, "sentence")})
+
+
+def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != key}
 
 
 def word_count(text: str) -> int:
