@@ -57,11 +57,12 @@ def fit_logistic(rows: Callable[[int, int], np.ndarray], n: int, p: int, y: np.n
         if np.abs(g).max() / total < tol:
             converged = True
             break
-        step = np.linalg.solve(h + fix, g)
+        # The tiny ridge keeps tiny or separable data solvable (a coefficient then stays finite).
+        step = np.linalg.solve(h + fix + 1e-9 * np.eye(p), g)
         # Separable data has its optimum at infinity: bounded steps keep the numbers finite.
         beta = beta + np.clip(step, -5.0, 5.0)
         if zero_sum:
             beta[:zero_sum] -= beta[:zero_sum].mean()
     _, h, meat = moments(beta, meat=True)
-    hinv = np.linalg.pinv(h) if zero_sum else np.linalg.inv(h)
+    hinv = np.linalg.pinv(h)
     return LogisticFit(beta, hinv @ meat @ hinv, converged)
