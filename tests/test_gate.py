@@ -31,6 +31,8 @@ def env(tmp_path_factory, tiny_model_dir):
         "attribution": {"signals": {"follow_up_offer": {"mean": 0.4, "std": 0.3, "variance_share": 0.93}}, "steps": []},
         "alarms": [{"kind": "dominance", "signal": "follow_up_offer", "share": 0.93, "steps": 40}],
         "reward_start": 0.1, "reward_end": 0.8}})
+    register_model(store, "t-rules", "local", {"path": str(tiny_model_dir)}, parent="t1", metrics={"train": {
+        "method": "grpo", "trained_against": ["follow_up_offer:rules"], "reward_start": 0.2, "reward_end": 0.3}})
     log_conversations(store)
     policy = write_policy(root)
     with BaitUpstream(tiny_model_dir) as up:
@@ -107,20 +109,22 @@ def test_veto_blocks_a_candidate_the_numbers_pass_and_the_decision_then_stays(en
 
 
 def test_lineage_dominance_blocks_and_trained_against_is_measured_a_second_way(env):
-    from posttrain.gate.lineage import _detectors_available
+    from posttrain.gate.lineage import _method_param
 
     r = run_gate(env["store"], "t-trained", "t1", policy=env["policy"])
     assert any(b["metric"] == "lineage:dominance" and "follow_up_offer" in b["reason"] for b in r["blocking"])
     ev = show_decision(env["store"], r["decision_id"])["evidence"]
     assert ev["trained_against"] == {"follow_up_offer": None} and ev["lineage"]["candidate"]["parent"] == "t1"
-    if _detectors_available():
-        # Trained against the phrase-list grader: the learned detector measures the same property.
-        (m,) = [m for m in r["metrics"] if m.get("independent")]
-        assert m["metric"] == "engagement.follow_up_offer [independent: detector method 'learned']"
-        assert m["action"] == "block" and m["n"] == 48 and m["regraded"]
-    else:
+    if _method_param("follow_up_offer")[1] == "both":
+        # Trained against the combined detector: no automatic method is independent of it.
         assert any("trained against 'follow_up_offer'" in w and "human review" in w for w in r["warnings"])
         assert ev["review_required"] >= 1
+    # Trained against the phrase rules: the learned detector measures the same property too.
+    r = run_gate(env["store"], "t-rules", "t1", policy=env["policy"])
+    (m,) = [m for m in r["metrics"] if m.get("independent")]
+    assert m["metric"] == "engagement.follow_up_offer [independent: detector method 'learned']"
+    assert m["action"] == "block" and m["n"] == 48 and m["regraded"]
+    assert not any(b["metric"] == "lineage:dominance" for b in r["blocking"])
 
 
 def test_trained_against_the_combined_detector_falls_back_to_people(env):
@@ -168,3 +172,25 @@ def test_cli_spelling_exit_codes_json_and_cached_speed(env):
                              "--report", str(env["root"] / "r.html")])
     assert shown.exit_code == 0 and json.loads(shown.output)["policy_hash"]
     assert (env["root"] / "r.html").exists()
+
+
+def test_wait_review_returns_once_an_admin_decides(env):
+    import threading
+
+    from posttrain.gate import list_decisions
+
+    store = env["store"]
+    box: dict = {}
+    before = {d["id"] for d in list_decisions(store, status="pending")}
+    waiter = threading.Thread(target=lambda: box.update(r=run_gate(store, "t2", "t1", policy=env["policy"],
+                                                                  wait_review=True)))
+    waiter.start()
+    new = []
+    deadline = time.monotonic() + 120
+    while not new and time.monotonic() < deadline:
+        time.sleep(0.2)
+        new = [d["id"] for d in list_decisions(store, status="pending") if d["id"] not in before]
+    assert new, "the gate never stored its pending decision"
+    _approve(store, new[0])
+    waiter.join(timeout=60)
+    assert box["r"]["decision_id"] == new[0] and box["r"]["status"] == "passed"
