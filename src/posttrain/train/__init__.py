@@ -23,7 +23,7 @@ def run(method: str, *, store: Any, base: str, name: str, data: Any = None, snap
 
 
 def distill(**kwargs: Any) -> Any:
-    """See posttrain.train.distill.distill."""
-    from posttrain.train.distill import distill as _distill
+    """See posttrain.train.distillation.distill."""
+    from posttrain.train.distillation import distill as _distill
 
     return _distill(**kwargs)
