@@ -27,6 +27,12 @@ class SuiteRun:
     name: str
     limit: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None  # relative to the gate's data dir (suites differ in what they expect)
+
+    def resolve_data_dir(self, base: str | None) -> str | None:
+        if base is None or not self.data_dir:
+            return base
+        return str(Path(base) / self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -158,13 +164,16 @@ def parse_policy(text: str, source: str = "<text>") -> Policy:
     for name, tbl in raw.get("suites", {}).items():
         if not isinstance(tbl, dict):
             raise _err(f"suites.{name} must be a table")
-        _only(tbl, {"limit", "params"}, f"suites.{name}.")
+        _only(tbl, {"limit", "params", "data_dir"}, f"suites.{name}.")
         limit = tbl.get("limit")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise _err(f"suites.{name}.limit must be an integer >= 1")
         if not isinstance(tbl.get("params", {}), dict):
             raise _err(f"suites.{name}.params must be a table")
-        suites[name] = SuiteRun(name, limit, dict(tbl.get("params", {})))
+        sub = tbl.get("data_dir")
+        if sub is not None and (not isinstance(sub, str) or not sub):
+            raise _err(f"suites.{name}.data_dir must be a folder name")
+        suites[name] = SuiteRun(name, limit, dict(tbl.get("params", {})), sub)
     metrics = tuple(_metric(m, i) for i, m in enumerate(raw.get("metric", [])))
     if not metrics:
         raise _err("at least one [[metric]] is required")

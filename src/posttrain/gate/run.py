@@ -63,16 +63,17 @@ def _run_suites(store: Store, policy: Policy, names: list[str], base: str, cand:
         except KeyError:
             sr.error = f"suite {name!r} is not available (not installed yet?)"
             continue
+        spec = policy.suite_run(name)
+        suite_dir = spec.resolve_data_dir(data_dir)
         if suite.needs_data_dir and not data_dir:
             sr.error = f"suite {name!r} needs a data dir (--data-dir or gate.data_dir; its data: {suite.data_source})"
             continue
-        spec = policy.suite_run(name)
         n = min(x for x in (spec.limit, limit) if x is not None) if (spec.limit or limit) else None
         t0 = time.perf_counter()
         try:
-            cases = load_cases(suite, data_dir, policy.seed, n)
+            cases = load_cases(suite, suite_dir, policy.seed, n)
             for model, attr in ((base, "base_run"), (cand, "cand_run")):
-                s = run_suite(store, suite, model, limit=n, seed=policy.seed, data_dir=data_dir,
+                s = run_suite(store, suite, model, limit=n, seed=policy.seed, data_dir=suite_dir,
                               params=spec.params, progress=progress, batch_size=batch_size)
                 setattr(sr, attr, s.run_id)
                 sr.generated += s.generated
