@@ -89,6 +89,9 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
         from posttrain.serve.review import router as review_router  # the gate's Review view
 
         app.include_router(review_router)
+        from posttrain.serve.admin_views import router as admin_views_router  # leaderboard, dashboard, A/B
+
+        app.include_router(admin_views_router)
     return app
 
 
