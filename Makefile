@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install demo test test-all browser bench clean
+.PHONY: install demo serve test test-all browser bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ browser:
 
 demo: install
 	$(VENV)/bin/posttrain demo --host $(HOST) --port $(PORT)
+
+# Serve alone: one admin, `demo-admin`, reused on every run with a fresh key (the old one stops working).
+serve: install
+	$(VENV)/bin/posttrain serve --host $(HOST) --port $(PORT) --demo-admin
 
 test: install browser
 	$(PY) -m pytest -q
