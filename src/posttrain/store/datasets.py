@@ -23,6 +23,12 @@ _A = aliased(Completion, name="a")
 _B = aliased(Completion, name="b")
 
 
+def _stream(session: Session, stmt: Any, batch: int) -> Iterator[Any]:
+    """Rows of a Core select through the session's connection, `batch` at a time (the Core path:
+    the ORM's per-row result machinery is not needed for plain column tuples)."""
+    yield from session.connection().execution_options(yield_per=batch).execute(stmt)
+
+
 def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
     out = []
     if since is not None:
@@ -72,7 +78,7 @@ def iter_events(
         stmt = stmt.where(fe.kind.in_(kinds))
     if latest_thumbs:
         stmt = stmt.where(or_(fe.kind != "thumbs", _not_superseded()))
-    yield from session.execute(stmt.execution_options(yield_per=batch))
+    yield from _stream(session, stmt, batch)
 
 
 def iter_thumbs_by_prompt(
@@ -89,7 +95,7 @@ def iter_thumbs_by_prompt(
         .where(fe.kind == "thumbs", _not_superseded(), *_window(fe.created_at, since, until))
         .order_by(fe.user_id, prompt_text, fe.created_at, fe.id)
     )
-    yield from session.execute(stmt.execution_options(yield_per=batch))
+    yield from _stream(session, stmt, batch)
 
 
 def iter_prompts(
@@ -112,7 +118,7 @@ def iter_prompts(
         .where(*_window(c.created_at, since, until))
         .order_by(c.created_at, c.request_id, c.choice_index, fe.created_at, fe.id)
     )
-    yield from session.execute(stmt.execution_options(yield_per=batch))
+    yield from _stream(session, stmt, batch)
 
 
 def eval_seeds(session: Session) -> dict[str, set[int]]:
