@@ -145,7 +145,8 @@ def test_personalization_goes_in_the_system_message_or_is_left_out(store, tmp_pa
     assert "Sam" not in json.dumps(without) and "Oslo" not in json.dumps(without)
 
 
-def test_exact_duplicates_are_removed_after_normalisation(store, tmp_path):
+def test_exact_duplicates_are_removed_after_normalisation(sqlite_store, tmp_path):
+    store = sqlite_store  # no store query of its own: SQLite is enough
     u, _ = add_user(store, "d")
     fb = FeedbackService(store)
     for q, a in [("What is a river?", "A river is water."), ("what is a river", "a river is water"),
@@ -223,7 +224,8 @@ def test_decontamination_reads_suites_that_need_public_data(sqlite_store, shared
     assert index.suites.get("sycophancy-opinion", 0) > 0
 
 
-def test_split_is_by_user_and_checked(store, tmp_path):
+def test_split_is_by_user_and_checked(sqlite_store, tmp_path):
+    store = sqlite_store  # no store query of its own: SQLite is enough
     seed_world(store, n_users=30, per_user=2)
     r = export(store, "sft", tmp_path / "s.jsonl", **NO_EMBED, test_fraction=0.3)
     train, test = lines(r["path"]), lines(r["test_path"])
@@ -238,7 +240,8 @@ def test_split_is_by_user_and_checked(store, tmp_path):
         check.verify()
 
 
-def test_rules_drop_and_rewrite_with_counts(store, tmp_path):
+def test_rules_drop_and_rewrite_with_counts(sqlite_store, tmp_path):
+    store = sqlite_store  # no store query of its own: SQLite is enough
     u, _ = add_user(store, "r")
     fb = FeedbackService(store)
     for q, a in [("Q1?", "As an AI language model, I think rivers are wet."), ("Q2?", "Rivers flow. Let me know if you want more!"),
