@@ -13,7 +13,7 @@ import pytest
 
 from posttrain.arena import QualityRules, fit, from_records, read_votes
 from posttrain.arena._bt import rank_from_intervals
-from posttrain.arena._fit import _canonical, unique_outcomes
+from posttrain.arena._fit import _canonical, unique_outcomes, unordered_outcomes
 
 WINNER = {1: "model_a", 2: "model_b", 3: "tie"}
 
@@ -79,8 +79,10 @@ def test_bootstrap_intervals_match_the_same_resamples_fitted_by_scipy(vicuna):
     rounds = 20
     res = fit(vicuna, rounds=rounds, seed=3)
     v = _canonical(from_records(vicuna))
-    a, b, y, cnt = unique_outcomes(v, np.ones(len(v)))
-    rng = np.random.default_rng(3)  # FastChat's scheme: multinomial over the unique outcomes
+    # FastChat's scheme, a multinomial over the outcomes (with a/b orientation merged: the
+    # likelihood does not see it, and merged multinomial categories stay multinomial).
+    a, b, y, cnt = unordered_outcomes(*unique_outcomes(v, np.ones(len(v))))
+    rng = np.random.default_rng(3)
     draws = rng.multinomial(int(cnt.sum()), cnt / cnt.sum(), size=rounds).astype(float)
     boot = np.array([reference_fit(a, b, y, d, len(v.models)) for d in draws])
     lo, hi = np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)

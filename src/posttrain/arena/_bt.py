@@ -84,6 +84,14 @@ def fit_counts(wins: np.ndarray, *, tol: float = GTOL, max_iter: int = MAX_ITER,
     return (theta[0] if single else theta), ok
 
 
+def laplacian_pinv(h: np.ndarray) -> np.ndarray:
+    """Moore–Penrose inverse of a connected Laplacian-like H (null space 1): (H + 11ᵀ/m)⁻¹ − 11ᵀ/m,
+    one solve instead of an SVD."""
+    m = h.shape[0]
+    j = np.full((m, m), 1.0 / m)
+    return np.linalg.inv(h + j + 1e-12 * np.eye(m)) - j
+
+
 def hessian(theta: np.ndarray, wins: np.ndarray) -> np.ndarray:
     """The observed information (negative Hessian) of the count likelihood at theta."""
     n = wins + wins.T
@@ -110,7 +118,7 @@ def sandwich_cov(theta: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray, outc
     np.add.at(b, (pair_b, pair_b), resid2)
     np.add.at(b, (pair_a, pair_b), -resid2)
     np.add.at(b, (pair_b, pair_a), -resid2)
-    hinv = np.linalg.pinv(hessian(theta, wins))
+    hinv = laplacian_pinv(hessian(theta, wins))
     return hinv @ b @ hinv
 
 

@@ -145,11 +145,25 @@ def fragility(wins: np.ndarray, theta: np.ndarray, models: list[str], challenger
         return None
     top = _top(theta)
     order = np.argsort(-theta)
-    hinv = np.linalg.pinv(_bt.hessian(theta, wins))
+    hinv = _bt.laplacian_pinv(_bt.hessian(theta, wins))
     p = 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))
     best: dict[str, Any] | None = None
     ii, jj = np.nonzero(wins > 0)  # "i beat j" cells
-    for ch in order[1:1 + challengers]:
+    gaps = theta[top] - theta
+
+    def linear_guess(ch: int) -> float:
+        """Votes the one-step (influence) prediction needs to close the gap to `ch`."""
+        hc = hinv[:, top] - hinv[:, ch]
+        eff = -(1.0 - p[ii, jj]) * (hc[ii] - hc[jj])
+        srt = np.argsort(eff)
+        gain = np.cumsum(-eff[srt] * wins[ii[srt], jj[srt]])
+        hit = np.flatnonzero(gain >= gaps[ch])
+        return float(np.cumsum(wins[ii[srt], jj[srt]])[hit[0]]) if len(hit) else math.inf
+
+    guesses = {int(ch): linear_guess(int(ch)) for ch in order[1:1 + challengers]}
+    floor = min(guesses.values())
+    # Only challengers the prediction puts near the closest one are searched exactly.
+    for ch in [c for c, g in guesses.items() if g <= 2 * floor + 10 or math.isinf(floor)]:
         c = np.zeros(m)
         c[top], c[ch] = 1.0, -1.0
         hc = hinv @ c

@@ -47,9 +47,24 @@ def win_matrix(a: np.ndarray, b: np.ndarray, y: np.ndarray, weight: np.ndarray, 
     return flat.reshape(r, m, m)
 
 
+def unordered_outcomes(a, b, y, weight):
+    """Merge (a, b, y) with (b, a, 1 − y): which model was "model_a" does not enter the
+    likelihood, and summing categories of a multinomial gives the multinomial of the merged
+    categories, so resampling these is the same bootstrap with half the categories to draw."""
+    swap = a > b
+    lo, hi = np.where(swap, b, a), np.where(swap, a, b)
+    yy = np.where(swap, 1.0 - y, y)
+    m = int(max(a.max(), b.max())) + 1 if len(a) else 0
+    key = (lo * m + hi) * 3 + (yy * 2).astype(np.int64)
+    summed = np.bincount(key, weights=weight, minlength=m * m * 3)
+    idx = np.flatnonzero(summed > 0)
+    return idx // 3 // m, idx // 3 % m, (idx % 3) / 2.0, summed[idx]
+
+
 def bootstrap(a, b, y, weight, m: int, rounds: int, seed: int, batch: int = 50) -> np.ndarray:
-    """θ for `rounds` multinomial resamples of the unique-outcome counts (FastChat's scheme),
-    fitted in batches by one vectorised Newton."""
+    """θ for `rounds` multinomial resamples of the vote counts (FastChat's scheme, drawn over
+    unordered outcomes), fitted in batches by one vectorised Newton."""
+    a, b, y, weight = unordered_outcomes(a, b, y, weight)
     rng = np.random.default_rng(seed)
     n = int(round(weight.sum()))
     draws = rng.multinomial(n, weight / weight.sum(), size=rounds).astype(np.float64)
