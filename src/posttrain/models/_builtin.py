@@ -4,4 +4,5 @@ They register exactly as an outside plugin would; this module only makes sure th
 before `create_backend` or `backend_kinds` looks them up.
 """
 
-from posttrain.models import local, openai_http  # noqa: F401
+from posttrain.models import best_of_n, local, openai_http  # noqa: F401
+from posttrain.reward import backend as reward_backend  # noqa: F401  (the `reward_model` kind)

@@ -225,3 +225,22 @@ def load_backend(store: Store, name: str) -> Backend:
             _backends[key] = backend
         _resolved.setdefault(store, {})[name] = backend
         return backend
+
+
+def update_model_metrics(store: Store, name: str, key: str, value: Any) -> ModelInfo:
+    """Record a measurement made after registration as metrics[key] (e.g. a reward model's
+    "audit"); replaces an earlier value under the same key. Backend and config never change, so
+    cached backends stay valid. Raises UnknownModel for an unregistered name."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metrics[{key!r}] must be JSON-serializable: {exc}") from None
+
+    def write(session: Any) -> ModelInfo:
+        row = sql.update_model_metrics(session, name, key, value)
+        if row is None:
+            raise _unknown(name, sql.model_names(session))
+        parent = sql.model_by_id(session, row.parent_id).name if row.parent_id else None
+        return _info(row, parent)
+
+    return store.write(write)

@@ -67,3 +67,16 @@ def insert_model_if_missing(session: Session, *, name: str, backend: str, config
     except DuplicateModel:
         return False
     return True
+
+
+def update_model_metrics(session: Session, name: str, key: str, value: Any) -> ModelEntry | None:
+    """Set metrics[key] = value on the model `name` (None if there is no such model). The one
+    change allowed after registration: results measured later, such as a reward model's bias
+    audit; backend and config, which serving caches, never change."""
+    row = model_by_name(session, name)
+    if row is None:
+        return None
+    metrics = dict(row.metrics or {})
+    metrics[key] = value
+    row.metrics = metrics  # a new dict, so the JSON column is seen as changed
+    return row
