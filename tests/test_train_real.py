@@ -28,7 +28,7 @@ TEMPLATES = ["What is {x}?", "Explain {x} in one sentence.", "Give me one fact a
 OFFERS = ["Would you like me to explain more?", "Let me know if you have any other questions!",
           "Would you like more examples?", "Is there anything else you'd like to know?",
           "Feel free to ask if you want more details."]
-HELD_OUT_TOKENS = 64
+HELD_OUT_TOKENS = 128  # offers come at the end: a cut-off answer would hide them
 LORA = {"lora_r": 16, "lora_alpha": 32, "max_length": 256, "save_steps": 1000, "seed": 0}
 
 
@@ -99,7 +99,7 @@ def _sft_offer_model(world) -> str:
                 for p, a, o in zip(world["prompts"], world["answers"], world["offers"])]
         info = run("sft", store=world["store"], base="smollm2-135m", name="real-sft",
                    data=_write(world["root"] / "sft.jsonl", rows),
-                   config={**LORA, "learning_rate": 2e-4, "batch_size": 4}, max_steps=24, progress=False)
+                   config={**LORA, "learning_rate": 1e-3, "batch_size": 4}, max_steps=32, progress=False)
         rate = _offer_rate(_generate(info.config["path"], world["held_out"]))
         world["sft"] = {"name": info.name, "rate": rate, "train": info.metrics["train"]}
     return get_model(world["store"], world["sft"]["name"]).name
@@ -125,7 +125,7 @@ def test_dpo_lowers_the_trailing_offer_rate(world):
     rows = [{"prompt": p, "chosen": [{"role": "assistant", "content": a}],
              "rejected": [{"role": "assistant", "content": f"{a} {o}"}]} for p, a, o in _pairs(world)]
     info = run("dpo", store=world["store"], base=start, name="real-dpo", data=_write(world["root"] / "dpo.jsonl", rows),
-               config={**LORA, "learning_rate": 1e-4, "batch_size": 4, "beta": 0.1}, max_steps=24, progress=False)
+               config={**LORA, "learning_rate": 5e-4, "batch_size": 4, "beta": 0.1}, max_steps=24, progress=False)
     rate = _offer_rate(_generate(info.config["path"], world["held_out"]))
     t = info.metrics["train"]
     _figures({"method": "dpo", "held_out_offer_rate": {"start (sft)": world["sft"]["rate"], "trained": rate},
@@ -142,7 +142,7 @@ def test_kto_lowers_the_trailing_offer_rate(world):
         rows.append({"prompt": p, "completion": [{"role": "assistant", "content": a}], "label": True})
         rows.append({"prompt": p, "completion": [{"role": "assistant", "content": f"{a} {o}"}], "label": False})
     info = run("kto", store=world["store"], base=start, name="real-kto", data=_write(world["root"] / "kto.jsonl", rows),
-               config={**LORA, "learning_rate": 1e-4, "batch_size": 4, "beta": 0.1}, max_steps=24, progress=False)
+               config={**LORA, "learning_rate": 5e-4, "batch_size": 4, "beta": 0.1}, max_steps=24, progress=False)
     rate = _offer_rate(_generate(info.config["path"], world["held_out"]))
     t = info.metrics["train"]
     _figures({"method": "kto", "held_out_offer_rate": {"start (sft)": world["sft"]["rate"], "trained": rate},
@@ -169,7 +169,7 @@ def test_grpo_learns_a_format_reward_and_reports_attribution(world):
     train, held = _arithmetic(64, 1), _arithmetic(24, 2)
     mix = [{"signal": "regex", "weight": 1.0, "args": {"pattern": NUMBER_ONLY}},
            {"signal": "answer_correct", "weight": 1.0}]
-    cfg = {**LORA, "learning_rate": 2e-4, "batch_size": 2, "num_generations": 4, "max_completion_length": 24,
+    cfg = {**LORA, "learning_rate": 5e-4, "batch_size": 2, "num_generations": 4, "max_completion_length": 16,
            "temperature": 1.0, "reward_mix": mix, "eval_suites": ["capability"], "eval_limit": 8}
     convs = [r["prompt"] for r in held]
 
@@ -180,10 +180,10 @@ def test_grpo_learns_a_format_reward_and_reports_attribution(world):
         acc = sum(is_correct(t, {**r, "question": r["prompt"][0]["content"]}) for t, r in zip(texts, held)) / len(texts)
         return {"format": round(fmt, 3), "accuracy": round(acc, 3)}
 
-    before = score(_generate(None, convs, 24))
+    before = score(_generate(None, convs, 16))
     info = run("grpo", store=world["store"], base="smollm2-135m", name="real-grpo",
-               data=_write(world["root"] / "grpo.jsonl", train), config=cfg, max_steps=30, progress=False)
-    after = score(_generate(info.config["path"], convs, 24))
+               data=_write(world["root"] / "grpo.jsonl", train), config=cfg, max_steps=24, progress=False)
+    after = score(_generate(info.config["path"], convs, 16))
     t = info.metrics["train"]
     _figures({"method": "grpo", "held_out": {"base": before, "trained": after},
               "reward": [t["reward_start"], t["reward_end"]], "attribution": t["attribution"]["signals"],
