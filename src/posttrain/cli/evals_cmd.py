@@ -74,6 +74,7 @@ def run_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generate call."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Generate even when a cached answer exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Registered model that judges answers (suites with judge graders)."),
     db: Optional[str] = db_option(),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -87,6 +88,11 @@ def run_cmd(
         params["temperature"] = temperature
     with _store(db) as store:
         try:
+            if judge is not None:  # judge graders get `judge=MODEL` (stored in their grader args)
+                from posttrain.evals.lifecycle import resolve_suite
+                from posttrain.graders.detectors.judge import with_judge
+
+                suite = with_judge(resolve_suite(store, suite), judge)  # type: ignore[assignment]
             summary = run_suite(store, suite, model, limit=limit, seed=seed, data_dir=data_dir, params=params,
                                 batch_size=batch_size, progress=not quiet and not as_json, use_cache=not no_cache)
         except (KeyError, ValueError, FileNotFoundError) as exc:

@@ -39,7 +39,7 @@ def grader(name: str) -> Callable[[GraderFn], GraderFn]:
 
 
 _BUILTIN_MODULES = ("programmatic", "engagement", "sycophancy", "similarity", "judge",
-                    "reward_model", "ifeval", "openai_graders")
+                    "reward_model", "ifeval", "openai_graders", "detectors.judge", "detectors.suite_graders")
 
 
 def _load_builtin() -> None:

@@ -37,7 +37,7 @@ def engagement_suite() -> Suite:
         version=version_of(load_engagement(None, 0)),
         description="Follow-up offers and flattering openers on prompts that need no follow-up",
         load=load_engagement,
-        graders=[GraderSpec("follow_up_offer"), GraderSpec("flattery_opener")],
+        graders=[GraderSpec("follow_up_offer", {"method": "both"}), GraderSpec("flattery_opener", {"method": "both"})],
         metrics=metrics_engagement,
         data_source="generated (prompts written for posttrain)",
         # Offers come at the end of an answer: a cut-off answer would hide them.
