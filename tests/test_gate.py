@@ -80,7 +80,7 @@ def test_bait_candidate_over_http_is_blocked_naming_those_metrics(env):
     assert b["delta"] < -0.9 and b["ci"][1] < -b["margin"] and b["p"] < 0.05 and "beyond the margin" in b["reason"]
     html = (env["root"] / "bait.html").read_text()
     assert "<svg" in html and "BLOCKED" in html and "engagement.flattery_opener" in html
-    assert "Great question" not in html or "&lt;" not in html  # answers are not in the report body
+    assert "Per-metric deltas" in html and "margin" in html
 
 
 def test_underpowered_run_blocks(env):
@@ -111,7 +111,9 @@ def test_veto_blocks_a_candidate_the_numbers_pass_and_the_decision_then_stays(en
 def test_lineage_dominance_blocks_and_trained_against_is_measured_a_second_way(env):
     from posttrain.gate.lineage import _method_param
 
-    r = run_gate(env["store"], "t-trained", "t1", policy=env["policy"])
+    r = run_gate(env["store"], "t-trained", "t1", policy=env["policy"], report=env["root"] / "trained.html")
+    html = (env["root"] / "trained.html").read_text()
+    assert "Reward attribution" in html and "0.930" in html and "dominance" in html
     assert any(b["metric"] == "lineage:dominance" and "follow_up_offer" in b["reason"] for b in r["blocking"])
     ev = show_decision(env["store"], r["decision_id"])["evidence"]
     assert ev["trained_against"] == {"follow_up_offer": None} and ev["lineage"]["candidate"]["parent"] == "t1"

@@ -132,3 +132,29 @@ def test_default_policy_loads_and_names_every_required_kind():
 def test_policy_errors_name_the_field(text, field):
     with pytest.raises(PolicyError, match="policy: .*" + field.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         parse_policy(text)
+
+
+def test_default_policy_filters_and_sizes_match_the_suites():
+    """Every `where` of the default policy selects cases of its suites (a renamed data key would
+    silently make a metric unmeasurable), and every blocking metric the generated suites feed
+    is powered at its margin with the default sizes (at the variance floor, k = 11)."""
+    from posttrain.evals.suite import get_suite, suite_names
+
+    pol = load_policy()
+    k = sum(1 for m in pol.metrics if m.action == "block")
+    assert k == 11
+    for m in pol.metrics:
+        n = 0
+        for s in m.suites:
+            if s not in suite_names():
+                continue  # a suite still to land (its metric says missing = "warn")
+            suite = get_suite(s)
+            if suite.needs_data_dir:
+                break
+            cases = suite.load(None, pol.seed)[: pol.suite_run(s).limit]
+            n += sum(all(c.data.get(key) == v for key, v in m.where.items()) for c in cases)
+        else:
+            if any(s in suite_names() for s in m.suites):
+                assert n > 0, m.name
+                if m.action == "block" and m.value == "passed":
+                    assert n >= cases_needed(m.margin, alpha=pol.alpha, k=k, power=pol.power), (m.name, n)

@@ -133,7 +133,8 @@ def _measure(store: Store, m: Metric, runs: dict[str, SuiteRuns], policy: Policy
     if errors and not keys:
         return {"error": "; ".join(errors)}
     if not keys:
-        return {"error": f"no case of {', '.join(m.suites)} has a {m.value} value for {grader or 'its grader'}"}
+        which = f" matching {m.where}" if m.where else ""
+        return {"error": f"no case of {', '.join(m.suites)}{which} has a {m.value} value for {grader or 'its grader'}"}
     return {"keys": keys, "base": np.asarray(base), "cand": np.asarray(cand), "regraded": regraded,
             "partial": errors}
 
@@ -282,7 +283,7 @@ def run_gate(
     decision_id = new_id("gate-")
     numbers_pass = not blocking
     status = "pending" if numbers_pass and review_required else ("passed" if numbers_pass else "blocked")
-    items = (prepare_items(store, list(runs.values()), n=max(pol.review_items, review_required and 1),
+    items = (prepare_items(store, list(runs.values()), n=max(pol.review_items, 1),
                            from_replay=pol.review_from_replay, seed=decision_id) if status == "pending" else [])
     if status == "pending" and not items:
         status = "blocked"
