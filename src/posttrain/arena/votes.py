@@ -174,7 +174,7 @@ def _fast(path: Path) -> Votes | None:
     if not table.num_rows:
         return None
     both = pa.chunked_array(table["model_a"].chunks + table["model_b"].chunks).dictionary_encode().combine_chunks()
-    idx = both.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    idx = both.indices.to_numpy(zero_copy_only=False)
     n = table.num_rows
     a, b = idx[:n], idx[n:]
     win = table["winner"].dictionary_encode().combine_chunks()
