@@ -27,8 +27,11 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The whole loop rehearsed (docs/demo.md): `make demo` (<= 30 min), `make demo DEMO_FLAGS=--quick` (<= 8 min).
+DEMO_OUT   ?= demo-out
+DEMO_DATA  ?= $(wildcard ../shared/data)
 demo: install
-	$(VENV)/bin/posttrain demo --host $(HOST) --port $(PORT)
+	$(VENV)/bin/posttrain demo --out $(DEMO_OUT) $(if $(DEMO_DATA),--data-dir $(DEMO_DATA)) $(DEMO_FLAGS)
 
 # Serve alone: one admin, `demo-admin`, reused on every run with a fresh key (the old one stops working).
 serve: install

@@ -31,12 +31,18 @@ def demo_cmd(
     from posttrain.loop import run_demo
     from posttrain.loop.demo import summary_lines
 
+    import contextlib
+    import sys
+
     mode = "smoke" if smoke else "quick" if quick else "full"
+    # With --json, stdout carries only the report: progress (ours and the trainers') goes to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        state = run_demo(out, mode, seed=seed, data_dir=str(data_dir.resolve()) if data_dir else None,
-                         base_path=str(base_path.resolve()) if base_path else None,
-                         personas=str(personas.resolve()) if personas else None,
-                         log=lambda m: typer.echo(m, err=as_json))
+        with quiet:
+            state = run_demo(out, mode, seed=seed, data_dir=str(data_dir.resolve()) if data_dir else None,
+                             base_path=str(base_path.resolve()) if base_path else None,
+                             personas=str(personas.resolve()) if personas else None,
+                             log=lambda m: typer.echo(m, err=as_json))
     except ValueError as exc:
         fail(str(exc))
         return
@@ -53,8 +59,10 @@ def demo_cmd(
         guarded = next((c for c in report["candidates"] if c["name"].startswith("demo-guarded") and c.get("available")), None)
         db = f"sqlite:///{(out / 'home' / 'posttrain.db').resolve()}"
         if guarded:
-            typer.echo(f"\nChat with the guarded model in the browser (`make serve` serves the default store):\n"
-                       f"  posttrain users add me --db {db}\n  posttrain serve --db {db} --model {guarded['name']}")
+            typer.echo(f"\nChat with the guarded model in the browser: `make serve` serves your usual store; this "
+                       f"demo's store (with {guarded['name']}) is served by\n"
+                       f"  .venv/bin/posttrain serve --db {db} --model {guarded['name']} --demo-admin\n"
+                       f"then open the printed URL and sign in with the printed key.")
     failed = [s for s in state["stages"].values() if s["status"] == "failed"]
     raise typer.Exit(1 if failed else 0)
 

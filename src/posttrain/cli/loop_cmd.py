@@ -28,7 +28,11 @@ def loop_cmd(
         if every:
             run_forever(cfg, parse_every(every), log=log)
             return
-        state = run_cycle(cfg, log=log)
+        import contextlib
+        import sys
+
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            state = run_cycle(cfg, log=log)
     except ValueError as exc:
         fail(str(exc))
         return

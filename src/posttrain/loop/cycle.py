@@ -1,9 +1,10 @@
 """`posttrain loop`: the demo's stages against a running deployment's store, one cycle at a time.
 
-A cycle: mine a fresh north-star suite from the window's feedback, export snapshots, train the
-configured recipes from the production model, evaluate, gate each candidate against production
-(the human review stays with people: a passing candidate waits for it), start an A/B for a
-candidate whose gate passed (never promote), and record the cycle. Cycles live in
+A cycle: export the window's snapshots, train the configured recipes from the production model,
+evaluate (with the north-star suite the previous cycle mined), gate each candidate against
+production (the human review stays with people: a passing candidate waits for it), mine a fresh
+north-star suite from the window's feedback for the next cycle, start an A/B for a candidate
+whose gate passed (never promote), and record the cycle. Cycles live in
 STATE_DIR/cycles/<id>/ (state.json, report.json); STATE_DIR/cycles.jsonl lists finished ones.
 A cycle that was killed is resumed by the next start, with the settings it began with.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from posttrain.loop import steps
-from posttrain.loop.stages import DONE, Context, Stage, StageUnavailable, load_state, open_state, run_stages, stage_summary
+from posttrain.loop.stages import DONE, Context, Stage, load_state, open_state, run_stages, stage_summary
 
 __all__ = ["load_loop_config", "parse_every", "run_cycle", "run_forever"]
 
@@ -45,7 +46,7 @@ def load_loop_config(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     known = {"db", "state_dir", "production", "window_days", "policy", "gate_limit", "north_star", "data_dir",
-             "ab", "recipe"}
+             "ab", "recipe", "export"}
     extra = sorted(set(raw) - known)
     if extra:
         raise ValueError(f"{extra[0]}: unknown key (known: {', '.join(sorted(known))})")
@@ -60,6 +61,7 @@ def load_loop_config(path: str | Path) -> dict[str, Any]:
         "north_star": raw.get("north_star", "north-star"),
         "data_dir": str((base / raw["data_dir"]).resolve()) if raw.get("data_dir") else None,
         "ab": {"start": True, "share": 0.1, **(raw.get("ab") or {})},
+        "export": dict(raw.get("export") or {}),  # curation options of posttrain.datasets.export
         "recipes": [],
     }
     if not isinstance(cfg["window_days"], (int, float)) or cfg["window_days"] <= 0:
@@ -127,7 +129,8 @@ def stage_export(ctx: Context) -> dict[str, Any]:
     store = _store(ctx)
     out = {}
     for kind in sorted({r["data"] for r in ctx.settings["config"]["recipes"]}):
-        out[kind] = export(store, kind, str(ctx.path("data", f"{kind}.jsonl")), since=_since(ctx))
+        out[kind] = export(store, kind, str(ctx.path("data", f"{kind}.jsonl")), since=_since(ctx),
+                           **ctx.settings["config"]["export"])
     return out
 
 
@@ -153,8 +156,10 @@ def _candidates(ctx: Context) -> list[str]:
 
 
 def stage_evaluate(ctx: Context) -> dict[str, Any]:
-    mined = ctx.result("mine") or {}
-    extra = (ctx.settings["config"]["north_star"],) if mined.get("n_cases") else ()
+    from posttrain.evals.mine import load_mined_suite
+
+    name = ctx.settings["config"]["north_star"]
+    extra = (name,) if load_mined_suite(_store(ctx), name) is not None else ()  # mined by the last cycle
     return steps.evaluate(_store(ctx), ctx, baseline=ctx.settings["config"]["production"], candidates=_candidates(ctx),
                           extra=extra)
 
@@ -177,10 +182,8 @@ def stage_ab(ctx: Context) -> dict[str, Any]:
     start = steps.api("posttrain.experiments", "start")
     started = []
     for cand in passing:
-        try:
-            started.append(start(_store(ctx), control=cfg["production"], treatment=cand, share=cfg["ab"]["share"]))
-        except TypeError as exc:
-            raise StageUnavailable(f"posttrain.experiments.start does not take (control, treatment, share): {exc}") from None
+        started.append(start(_store(ctx), f"loop-{ctx.settings['cycle']}-{cand}"[:100], baseline=cfg["production"],
+                             candidate=cand, fraction=cfg["ab"]["share"], actor="posttrain loop"))
     return {"started": started, "waiting": waiting}
 
 
@@ -210,13 +213,18 @@ def stage_record(ctx: Context) -> dict[str, Any]:
 def cycle_stages(cfg: dict[str, Any]) -> list[Stage]:
     trains = [Stage(f"train:{r['name']}", _train_stage(r), needs=("export",), requires=("posttrain.train",),
                     title=f"train {r['name']} ({r['method']} on {r['data']})") for r in cfg["recipes"]]
+    # Order matters: mining turns every picked or corrected prompt of the window into a case, and
+    # export drops prompts that match a mined case (decontamination). So the snapshot is taken
+    # first, the candidates are gated on the north-star suite mined by the previous cycle (which
+    # this export excluded), and the fresh suite mined here gates the next cycle.
     return [
-        Stage("mine", stage_mine, requires=("posttrain.evals",), title="mine a fresh north-star suite"),
         Stage("export", stage_export, requires=("posttrain.datasets",), title="export this window's snapshots"),
         *trains,
-        Stage("evaluate", stage_evaluate, requires=("posttrain.evals",), title="evaluate production and the candidates"),
+        Stage("evaluate", stage_evaluate, requires=("posttrain.evals",),
+              title="evaluate production and the candidates (with the last north-star suite)"),
         Stage("gate", stage_gate, needs=("evaluate",), requires=("posttrain.gate",),
               title="gate each candidate against production"),
+        Stage("mine", stage_mine, requires=("posttrain.evals",), title="mine a fresh north-star suite for the next cycle"),
         Stage("ab", stage_ab, needs=("gate",), title="start an A/B for a candidate that passed"),
         Stage("record", stage_record, title="record the cycle"),
     ]
