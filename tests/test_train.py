@@ -178,3 +178,23 @@ def test_grpo_prints_attribution_and_flags_a_dominating_signal(tmp_path, store):
     assert t["attribution"]["signals"]["verbosity"]["variance_share"] == pytest.approx(1.0)
     assert t["alarms"] == [{"kind": "dominance", "signal": "verbosity", "share": 1.0, "steps": [1, 2]}]
     assert t["reward_start"] is not None and t["allow_flagged"] is False
+
+
+def test_a_flagged_reward_model_is_refused_unless_allowed(tmp_path, store):
+    """rm:NAME through the Reward engineer's real API: trained on a few pairs, then audited."""
+    reward = pytest.importorskip("posttrain.reward")
+    from posttrain.models.registry import update_model_metrics
+    from posttrain.train.rewards import build_mix
+
+    reward.train_reward_model(store, name="rm-small", pairs=_write(tmp_path / "p.jsonl", dpo_rows(8)), epochs=1,
+                              max_steps=2, progress=False, heldout=0.25)
+    mix = [{"signal": "rm:rm-small", "weight": 1.0, "cap": 5.0}]
+    with pytest.raises(ValueError, match="no audit yet"):  # never audited is not clean
+        build_mix(mix, store=store)
+    update_model_metrics(store, "rm-small", "audit", {"flagged": True, "properties": []})
+    with pytest.raises(ValueError, match="flagged by its bias audit.*--allow-flagged"):
+        build_mix(mix, store=store)
+    allowed = build_mix(mix, store=store, allow_flagged=True)
+    assert allowed.flagged == ["rm:rm-small"]
+    values = allowed.signals[0].values([_msg("user", "What is 1+1?")] * 2, ["2.", "2. Want more?"], [{}, {}])
+    assert len(values) == 2 and all(-5.0 <= v <= 5.0 for v in values)

@@ -116,7 +116,14 @@ def _rm_scorer(store: Any, name: str, allow_flagged: bool, flagged: list[str]) -
         raise ValueError(f"reward signal rm:{name}: reward models (posttrain.reward) are not available yet") from None
     if store is None:
         raise ValueError(f"reward signal rm:{name} needs a store to find the reward model in")
-    if is_flagged(store, name):
+    try:
+        flagged_now = is_flagged(store, name)
+    except ValueError as exc:  # never audited: not the same as clean
+        if not allow_flagged:
+            raise ValueError(f"{exc} (or pass --allow-flagged to train against it unaudited)") from None
+        flagged.append(f"rm:{name} (not audited)")
+        flagged_now = False
+    if flagged_now:
         if not allow_flagged:
             raise ValueError(f"reward model {name!r} is flagged by its bias audit (posttrain reward audit {name}); pass --allow-flagged to train against it anyway (recorded in the lineage)")
         flagged.append(f"rm:{name}")
