@@ -64,6 +64,16 @@ def seed_world(store, n_users: int = 12, per_user: int = 3):
     return users, fb
 
 
+def thumbs_up(store, name, pairs):
+    """A user who asked each (question, answer) pair once and liked the answer."""
+    u, _ = add_user(store, name)
+    fb = FeedbackService(store)
+    for q, a in pairs:
+        (c,), _ = exchange(store, u, q, [a])
+        fb.record(u.id, {"completion_id": c, "kind": "thumbs", "value": 1})
+    return u
+
+
 def lines(path) -> list[dict]:
     return [json.loads(x) for x in Path(path).read_text().splitlines()]
 
@@ -147,12 +157,8 @@ def test_personalization_goes_in_the_system_message_or_is_left_out(store, tmp_pa
 
 def test_exact_duplicates_are_removed_after_normalisation(sqlite_store, tmp_path):
     store = sqlite_store  # no store query of its own: SQLite is enough
-    u, _ = add_user(store, "d")
-    fb = FeedbackService(store)
-    for q, a in [("What is a river?", "A river is water."), ("what is a river", "a river is water"),
-                 ("What is a lake?", "A lake is water.")]:
-        (c,), _ = exchange(store, u, q, [a])
-        fb.record(u.id, {"completion_id": c, "kind": "thumbs", "value": 1})
+    thumbs_up(store, "d", [("What is a river?", "A river is water."), ("what is a river", "a river is water"),
+                           ("What is a lake?", "A lake is water.")])
     r = export(store, "sft", None, **NO_EMBED, test_fraction=0)
     assert r["rows"] == 2 and r["excluded"]["duplicates"] == 1 and r["duplicates"]["exact"] == 1
 
@@ -242,12 +248,8 @@ def test_split_is_by_user_and_checked(sqlite_store, tmp_path):
 
 def test_rules_drop_and_rewrite_with_counts(sqlite_store, tmp_path):
     store = sqlite_store  # no store query of its own: SQLite is enough
-    u, _ = add_user(store, "r")
-    fb = FeedbackService(store)
-    for q, a in [("Q1?", "As an AI language model, I think rivers are wet."), ("Q2?", "Rivers flow. Let me know if you want more!"),
-                 ("Q3?", "Lakes are still.")]:
-        (c,), _ = exchange(store, u, q, [a])
-        fb.record(u.id, {"completion_id": c, "kind": "thumbs", "value": 1})
+    thumbs_up(store, "r", [("Q1?", "As an AI language model, I think rivers are wet."),
+                           ("Q2?", "Rivers flow. Let me know if you want more!"), ("Q3?", "Lakes are still.")])
     rules_file = tmp_path / "rules.toml"
     rules_file.write_text('''
 [[rule]]
@@ -304,16 +306,12 @@ def test_since_and_until_select_feedback_by_time(store):
 
 def test_near_duplicates_are_removed_by_minilm_cosine(sqlite_store):
     store = sqlite_store
-    u, _ = add_user(store, "n")
-    fb = FeedbackService(store)
-    pairs = [("What is the capital of France?", "The capital of France is Paris."),
-             ("What is the capital of France ?", "The capital of France is Pariss."),  # a typo: near-duplicate
-             ("What is the capital of Spain?", "The capital of Spain is Madrid."),
-             ("I think 2+2 is 5, right?", "No: 2+2 is 4."),
-             ("I think 2+2 is 4, right?", "Yes: 2+2 is 4.")]  # one digit, different meaning: kept
-    for q, a in pairs:
-        (c,), _ = exchange(store, u, q, [a])
-        fb.record(u.id, {"completion_id": c, "kind": "thumbs", "value": 1})
+    thumbs_up(store, "n", [
+        ("What is the capital of France?", "The capital of France is Paris."),
+        ("What is the capital of France ?", "The capital of France is Pariss."),  # a typo: near-duplicate
+        ("What is the capital of Spain?", "The capital of Spain is Madrid."),
+        ("I think 2+2 is 5, right?", "No: 2+2 is 4."),
+        ("I think 2+2 is 4, right?", "Yes: 2+2 is 4.")])  # one digit, different meaning: kept
     r = export(store, "sft", None, max_user_share=1, test_fraction=0)
     kept = [m["messages"][-1]["content"] for m in lines(r["path"])]
     assert r["duplicates"] == {"exact": 0, "near": 1, "near_threshold": 0.95}

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 
-from test_datasets_export import seed_world
-from test_users_control import _run
-
-from posttrain.store import Store
+from test_users_control import _run, seeded_db
 
 
 def test_export_cli_report_errors_list_and_show(tmp_path):
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
-    store = Store.open(db)
-    try:
-        seed_world(store, n_users=12, per_user=2)
-    finally:
-        store.close()
+    db = seeded_db(tmp_path, 12, 2)
     out = tmp_path / "prefs.jsonl"
     r = _run("export", "preferences", "--out", str(out), "--format", "openai", "--no-near-dup", "--db", db, "--json",
              "--test-fraction", "0.2")

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from test_datasets_export import exchange, seed_world
-from test_durability import _free_port
+from test_datasets_export import seed_world
 
 from posttrain.datasets import export
+from posttrain.loop.server import Server
 from posttrain.store import Completion, Conversation, CustomInstructions, FeedbackEvent, Memory, Message, Store, User
 from posttrain.store import invalidation
 from posttrain.store import personal as personal_queries
@@ -32,26 +32,6 @@ from posttrain.store.users import USERS_TOPIC, add_user, delete_user, revoke_key
 def _cli(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("posttrain")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, env=dict(os.environ))
-
-
-def _start(url: str, port: int, log: Path) -> subprocess.Popen:
-    """`posttrain serve` on `url`, serving a registered OpenAI-compatible model that is never
-    called (so start-up loads no weights); waits up to 90 s on a loaded machine."""
-    exe = Path(sys.executable).with_name("posttrain")
-    proc = subprocess.Popen([str(exe), "serve", "--db", url, "--port", str(port), "--model", "unused-upstream"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not come up in 90 s: {log.read_text()[-2000:]}")
 
 
 def _me(base: str, key: str) -> int:
@@ -69,9 +49,9 @@ def test_revoked_and_deleted_keys_are_refused_at_once_by_a_running_server(db_url
         _, carol_key = add_user(store, "carol")
     finally:
         store.close()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = _start(db_url, port, tmp_path / "server.log")
+    # The served model is an OpenAI-compatible upstream that is never called: start-up loads no weights.
+    server = Server(db_url, tmp_path / "home", tmp_path / "server.log", model="unused-upstream").start()
+    base = server.url
     try:
         assert _me(base, alice_key) == 200 and _me(base, bob_key) == 200 and _me(base, carol_key) == 200  # cached
         revoked = _cli("users", "revoke-key", "alice", "--db", db_url)
@@ -93,8 +73,7 @@ def test_revoked_and_deleted_keys_are_refused_at_once_by_a_running_server(db_url
         finally:
             store.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        server.close()
 
 
 def test_delete_removes_the_users_data_and_lists_models_trained_on_it(store, tmp_path):
@@ -143,13 +122,19 @@ def _run(*args: str):  # noqa: ANN202
     return CliRunner().invoke(app, list(args))
 
 
-def test_cli_consent_revoke_and_delete(tmp_path):
+def seeded_db(tmp_path: Path, n_users: int, per_user: int) -> str:
+    """A SQLite store URL holding seed_world's users and feedback."""
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     store = Store.open(db)
     try:
-        seed_world(store, n_users=1, per_user=1)
+        seed_world(store, n_users=n_users, per_user=per_user)
     finally:
         store.close()
+    return db
+
+
+def test_cli_consent_revoke_and_delete(tmp_path):
+    db = seeded_db(tmp_path, 1, 1)
     off = _run("users", "consent", "user00", "--off", "--db", db, "--json")
     assert off.exit_code == 0 and json.loads(off.stdout)["consent"] is False
     out = tmp_path / "k.jsonl"

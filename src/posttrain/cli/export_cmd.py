@@ -7,21 +7,13 @@ from typing import Optional
 
 import typer
 
-from posttrain.cli._common import db_option, emit, fail
+from posttrain.cli._common import db_option, emit
+from posttrain.cli.users import with_store
 
 export_app = typer.Typer(
     help="Export feedback as training data (TRL or OpenAI layouts); every export is a stored snapshot.",
     no_args_is_help=True,
 )
-
-
-def _open_store(db: str | None):  # noqa: ANN202 (Store is imported lazily)
-    from posttrain.store import Store
-
-    try:
-        return Store.open(db)
-    except Exception as exc:  # a bad URL or unreachable server: one line, no traceback
-        fail(f"cannot open the store at {db or 'the default location'}: {' '.join(str(exc).split())[:200]}")
 
 
 def _human(r: dict) -> str:
@@ -50,19 +42,16 @@ def _run(kind: str, out: Optional[Path], fmt: str, since: Optional[str], until: 
          as_json: bool) -> None:
     from posttrain.datasets import RuleError, export
 
-    store = _open_store(db)
-    try:
-        report = export(
+    def run(store):  # noqa: ANN001, ANN202
+        return export(
             store, kind, out, fmt=fmt, since=since, until=until, rules=rules,
             personalization=not no_personalization, max_user_share=max_user_share,
             test_fraction=test_fraction, near_duplicates=not no_near_dup,
             near_dup_threshold=near_dup_threshold, decontaminate=not no_decontaminate,
             eval_data_dirs=tuple(str(d) for d in eval_data_dir),
         )
-    except (RuleError, ValueError) as exc:
-        fail(str(exc))
-    finally:
-        store.close()
+
+    report = with_store(db, run, (RuleError, ValueError))
     emit(report, as_json, _human(report))
 
 
@@ -103,11 +92,7 @@ def list_cmd(
     """List stored snapshots, newest first."""
     from posttrain.datasets import list_snapshots
 
-    store = _open_store(db)
-    try:
-        snaps = list_snapshots(store)
-    finally:
-        store.close()
+    snaps = with_store(db, list_snapshots)
     lines = [f"{'SNAPSHOT':<14} {'KIND':<12} {'FORMAT':<7} {'ROWS':>7} {'TEST':>6} CREATED"]
     lines += [f"{s.hash[:12]:<14} {s.kind:<12} {s.format:<7} {s.rows:>7} {s.test_rows:>6} {s.to_dict()['created_at']}" for s in snaps]
     emit([s.to_dict() for s in snaps], as_json, "\n".join(lines))
@@ -122,13 +107,7 @@ def show_cmd(
     """Show a stored snapshot's export report."""
     from posttrain.datasets import get_snapshot
 
-    store = _open_store(db)
-    try:
-        snap = get_snapshot(store, snapshot)
-    except KeyError as exc:
-        fail(exc.args[0])
-    finally:
-        store.close()
+    snap = with_store(db, lambda store: get_snapshot(store, snapshot), (KeyError,))
     emit(snap.counts, as_json, _human(snap.counts))
 
 

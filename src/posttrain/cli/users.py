@@ -21,6 +21,25 @@ def _open_store(db: str | None):  # noqa: ANN202 (Store is imported lazily)
         fail(f"cannot open the store at {db or 'the default location'}: {' '.join(str(exc).split())[:200]}")
 
 
+def with_store(db: str | None, fn, expected: tuple[type[Exception], ...] = ()):  # noqa: ANN001, ANN202
+    """fn(store) on the store at `db`, closed afterwards; an `expected` exception is a one-line
+    error (exit 2). Shared by the command groups of this stage (users, export)."""
+    store = _open_store(db)
+    try:
+        return fn(store)
+    except expected as exc:
+        fail(exc.args[0] if exc.args else str(exc))
+    finally:
+        store.close()
+
+
+def _on_user(db: str | None, fn):  # noqa: ANN001, ANN202
+    """fn(store) for a command about one named user; an unknown name is a one-line error."""
+    from posttrain.store.users import UserNotFound
+
+    return with_store(db, fn, (UserNotFound,))
+
+
 @users_app.command("add")
 def add_cmd(
     name: str = typer.Argument(..., help="A unique user name."),
@@ -72,17 +91,11 @@ def consent_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Turn a user's consent to training on their data on or off."""
-    from posttrain.store.users import UserNotFound, set_consent_by_name
+    from posttrain.store.users import set_consent_by_name
 
     if on is None:
         fail("say --on or --off")
-    store = _open_store(db)
-    try:
-        user = set_consent_by_name(store, name, on)
-    except UserNotFound as exc:
-        fail(exc.args[0])
-    finally:
-        store.close()
+    user = _on_user(db, lambda store: set_consent_by_name(store, name, on))
     emit(user.to_dict(), as_json, f"{user.name}: consent {'on' if user.consent else 'off'}")
 
 
@@ -93,15 +106,9 @@ def revoke_key_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (includes the new key)."),
 ) -> None:
     """Replace a user's API key: the old one is refused at once by every running server; prints the new one."""
-    from posttrain.store.users import UserNotFound, revoke_key
+    from posttrain.store.users import revoke_key
 
-    store = _open_store(db)
-    try:
-        user, key = revoke_key(store, name)
-    except UserNotFound as exc:
-        fail(exc.args[0])
-    finally:
-        store.close()
+    user, key = _on_user(db, lambda store: revoke_key(store, name))
     emit({**user.to_dict(), "api_key": key}, as_json, key)
 
 
@@ -113,15 +120,9 @@ def delete_cmd(
 ) -> None:
     """Delete a user with their conversations, completions, feedback, memory and instructions;
     lists the models already trained on their data."""
-    from posttrain.store.users import UserNotFound, delete_user
+    from posttrain.store.users import delete_user
 
-    store = _open_store(db)
-    try:
-        result = delete_user(store, name)
-    except UserNotFound as exc:
-        fail(exc.args[0])
-    finally:
-        store.close()
+    result = _on_user(db, lambda store: delete_user(store, name))
     deleted = ", ".join(f"{t} {n}" for t, n in result["deleted"].items())
     lines = [f"deleted user {name} ({deleted})"]
     if result["trained_models"]:
