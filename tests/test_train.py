@@ -161,7 +161,7 @@ def test_grpo_prints_attribution_and_flags_a_dominating_signal(tmp_path, store):
     cfg = tmp_path / "grpo.toml"
     cfg.write_text(
         'batch_size = 2\nnum_generations = 2\nmax_completion_length = 8\nsave_steps = 100\nlora_r = 4\n'
-        'dominance_steps = 2\n'
+        'dominance_steps = 2\neval_suites = ["engagement"]\neval_limit = 2\n'
         '[[reward_mix]]\nsignal = "answer_correct"\nweight = 1.0\n'
         '[[reward_mix]]\nsignal = "verbosity"\nweight = -0.5\ncap = 50.0\nargs = {reference_words = 1}\n')
     r = CliRunner().invoke(app, ["train", "grpo", "--data", str(_write(tmp_path / "g.jsonl", grpo_rows())),
@@ -178,6 +178,9 @@ def test_grpo_prints_attribution_and_flags_a_dominating_signal(tmp_path, store):
     assert t["attribution"]["signals"]["verbosity"]["variance_share"] == pytest.approx(1.0)
     assert t["alarms"] == [{"kind": "dominance", "signal": "verbosity", "share": 1.0, "steps": [1, 2]}]
     assert t["reward_start"] is not None and t["allow_flagged"] is False
+    ev = t["attribution"]["eval"]  # base and trained model ran the suite: metric deltas per signal
+    assert {m["metric"] for m in ev["metrics"]} == {"follow_up_offer_rate", "flattery_opener_rate"}
+    assert set(ev["signals"]) == {"answer_correct", "verbosity"} and isinstance(ev["moved"], list)
 
 
 def test_a_flagged_reward_model_is_refused_unless_allowed(tmp_path, store):
