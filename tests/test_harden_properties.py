@@ -18,7 +18,7 @@ from posttrain.serve.testing import make_env
 from posttrain.store import Completion, Conversation, CustomInstructions, FeedbackEvent, Memory, Message, User
 
 TABLES = (Completion, Conversation, Message, FeedbackEvent, Memory, CustomInstructions, User)
-MAX_EXAMPLES = 120
+MAX_EXAMPLES = 200
 
 # Any text: printable or not, NUL, and lone surrogates (hypothesis leaves those out by default).
 TEXT = st.one_of(

@@ -72,17 +72,27 @@ class _Lane:
         self.capacity = max(1, capacity)
         self.running = 0
         self.waiting: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
+        self._turns = 0
+        self._last_turn: dict[str, int] = {}  # user -> number of the last slot they were given
+
+    def took_turn(self, user_id: str) -> None:
+        self._turns += 1
+        self._last_turn[user_id] = self._turns
+        if len(self._last_turn) > 10_000:  # forget users long gone (keep those waiting)
+            self._last_turn = {u: t for u, t in self._last_turn.items() if u in self.waiting}
 
     def grant_next(self) -> None:
+        """Give free slots to the waiting users served least recently (round-robin: the user
+        whose answer just finished goes behind everyone else waiting)."""
         while self.running < self.capacity and self.waiting:
-            user_id, queue = next(iter(self.waiting.items()))
+            user_id = min(self.waiting, key=lambda u: self._last_turn.get(u, 0))
+            queue = self.waiting[user_id]
             fut = queue.popleft()
-            if queue:
-                self.waiting.move_to_end(user_id)  # this user had a turn: back of the line
-            else:
+            if not queue:
                 del self.waiting[user_id]
             if not fut.done():
                 self.running += 1
+                self.took_turn(user_id)
                 fut.set_result(None)
 
 
@@ -160,6 +170,7 @@ class Scheduler:
         lane = self.lane(key, capacity)
         if lane.running < lane.capacity and not lane.waiting:
             lane.running += 1
+            lane.took_turn(user_id)
         else:
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
             lane.waiting.setdefault(user_id, deque()).append(fut)
