@@ -11,6 +11,9 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -61,26 +64,17 @@ def _cli(home, db, *args: str, check: bool = True) -> subprocess.CompletedProces
                           timeout=120, check=check)
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, upstream):
-    from posttrain.models.registry import register_model
-
-    root = tmp_path_factory.mktemp("ab")
-    home, db = root / "home", f"sqlite:///{root / 'store.db'}"
-    store = Store.open(db)
-    register_model(store, "base", "openai", {"base_url": upstream, "model": "plain"})
-    register_model(store, "cand", "openai", {"base_url": upstream, "model": "flatter"})
+@contextmanager
+def serving(root: Path, db: str, model: str) -> Iterator[str]:
+    """`posttrain serve` as a subprocess on a free port; yields its URL, stops it on exit."""
     port = _free_port()
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([_posttrain(), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db,
-                             "--model", "base"], stdout=log, stderr=subprocess.STDOUT, env=_env(home))
+                             "--model", model], stdout=log, stderr=subprocess.STDOUT, env=_env(root / "home"))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: proc.poll() is None and _healthy(url), 60, "the server")
-        from posttrain.store.users import add_user
-
-        keys = {f"u{i}": add_user(store, f"u{i}")[1] for i in range(16)}
-        yield {"url": url, "db": db, "home": home, "store": store, "keys": keys}
+        yield url
     finally:
         proc.terminate()
         try:
@@ -88,6 +82,23 @@ def live(tmp_path_factory, upstream):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, upstream):
+    from posttrain.models.registry import register_model
+    from posttrain.store.users import add_user
+
+    root = tmp_path_factory.mktemp("ab")
+    db = f"sqlite:///{root / 'store.db'}"
+    store = Store.open(db)
+    register_model(store, "base", "openai", {"base_url": upstream, "model": "plain"})
+    register_model(store, "cand", "openai", {"base_url": upstream, "model": "flatter"})
+    try:
+        with serving(root, db, "base") as url:
+            keys = {f"u{i}": add_user(store, f"u{i}")[1] for i in range(16)}
+            yield {"url": url, "db": db, "home": root / "home", "store": store, "keys": keys}
+    finally:
         store.close()
 
 
@@ -232,3 +243,29 @@ def test_routing_without_experiments_costs_microseconds(sqlite_store):
         route(sqlite_store, "u", "m")
     per_call = (time.perf_counter() - t) / n
     assert per_call < 20e-6, per_call  # one version read per 0.25 s, a dict lookup otherwise
+
+
+def test_experiment_lifecycle_on_each_database(store, upstream):  # noqa: F811
+    from posttrain import experiments
+    from posttrain.models.registry import register_model
+
+    register_model(store, "base", "openai", {"base_url": upstream, "model": "plain"})
+    register_model(store, "cand", "openai", {"base_url": upstream, "model": "flatter"})
+    exp = experiments.start(store, "e1", baseline="base", candidate="cand", fraction=0.5)
+    arms = {u: experiments.route(store, u, "base") for u in (f"user{i}" for i in range(40))}
+    assert {a[1]["arm"] for a in arms.values()} == {"baseline", "candidate"}
+    assert all(m == ("cand" if a["arm"] == "candidate" else "base") for m, a in arms.values())
+    assert experiments.route(store, "user1", "other-model") == ("other-model", None)
+    with pytest.raises(ValueError, match="already routes 'base'"):
+        experiments.start(store, "e2", baseline="base", candidate="cand", fraction=0.1)
+    experiments.promote(store, "e1")
+    assert experiments.route(store, "user1", "base")[0] == "cand"
+    with pytest.raises(ValueError, match="is promoted"):
+        experiments.stop(store, "e1")
+    experiments.rollback(store, "e1", reason="test")
+    assert experiments.route(store, "user1", "base") == ("base", None)
+    with pytest.raises(ValueError, match="already exists"):
+        experiments.start(store, "e1", baseline="base", candidate="cand", fraction=0.1)
+    st = experiments.status(store, "e1")
+    assert [e["kind"] for e in st["events"]] == ["started", "promoted", "rolled_back"]
+    assert st["experiment"]["id"] == exp["id"] and st["experiment"]["status"] == "rolled_back"

@@ -7,15 +7,14 @@ render with the stored figures. The `posttrain compare` HTML report is opened fr
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from posttrain.store import Store
-from tests.test_ab import upstream  # noqa: F401  (the fixture)
-from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS, _env, _free_port, _posttrain, wait_for
+from tests.test_ab import serving, upstream  # noqa: F401  (upstream is a fixture)
+from tests.test_web_browser import CHROMIUM, browser  # noqa: F401  (browser is a fixture)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not found: install it with `make browser`")
 
@@ -31,53 +30,30 @@ def site(tmp_path_factory, upstream):  # noqa: F811
     register_model(store, "base", "openai", {"base_url": upstream, "model": "plain"})
     register_model(store, "other", "openai", {"base_url": upstream, "model": "flatter"})
     keys = {n: add_user(store, n, admin=(n == "root"))[1] for n in ("root", "ann", "ben", "cy")}
-    port = _free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([_posttrain(), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db,
-                             "--model", "base"], stdout=log, stderr=subprocess.STDOUT, env=_env(root / "home"))
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(lambda: proc.poll() is None and healthy(), 60, "the server")
-        q = [{"role": "user", "content": "What is the capital of France?"}]
-        for k, name in enumerate(("ann", "ben", "cy") * 4):
-            hdr = {"Authorization": f"Bearer {keys[name]}"}
-            a = httpx.post(f"{url}/v1/chat/completions", headers=hdr, json={"messages": q}, timeout=30).json()
-            b = httpx.post(f"{url}/v1/chat/completions", headers=hdr, json={"messages": q, "model": "other"}, timeout=30).json()
-            left, right = (a["id"], b["id"]) if k % 2 else (b["id"], a["id"])
-            for fb in ({"completion_id": a["id"], "kind": "pairwise", "value": "a" if k % 3 else "b",
-                        "other_completion_id": b["id"], "positions": {"left": left, "right": right}},
-                       {"completion_id": b["id"], "kind": "thumbs", "value": -1, "reasons": ["flattering"]},
-                       {"completion_id": a["id"], "kind": "thumbs", "value": 1}):
-                assert httpx.post(f"{url}/v1/feedback", headers=hdr, json=fb, timeout=30).status_code == 201
-        from posttrain.experiments import start
-
-        start(store, "trial", baseline="base", candidate="other", fraction=0.3, check_seconds=3600)
-        yield {"url": url, "keys": keys, "store": store, "root": root}
+        with serving(root, db, "base") as url:
+            _seed(url, keys, store)
+            yield {"url": url, "keys": keys, "store": store, "root": root}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         store.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
+def _seed(url: str, keys: dict[str, str], store: Store) -> None:
+    """Chats with both models, pairwise votes with positions and thumbs, and an experiment."""
+    q = [{"role": "user", "content": "What is the capital of France?"}]
+    for k, name in enumerate(("ann", "ben", "cy") * 4):
+        hdr = {"Authorization": f"Bearer {keys[name]}"}
+        a = httpx.post(f"{url}/v1/chat/completions", headers=hdr, json={"messages": q}, timeout=30).json()
+        b = httpx.post(f"{url}/v1/chat/completions", headers=hdr, json={"messages": q, "model": "other"}, timeout=30).json()
+        left, right = (a["id"], b["id"]) if k % 2 else (b["id"], a["id"])
+        for fb in ({"completion_id": a["id"], "kind": "pairwise", "value": "a" if k % 3 else "b",
+                    "other_completion_id": b["id"], "positions": {"left": left, "right": right}},
+                   {"completion_id": b["id"], "kind": "thumbs", "value": -1, "reasons": ["flattering"]},
+                   {"completion_id": a["id"], "kind": "thumbs", "value": 1}):
+            assert httpx.post(f"{url}/v1/feedback", headers=hdr, json=fb, timeout=30).status_code == 201
+    from posttrain.experiments import start
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    start(store, "trial", baseline="base", candidate="other", fraction=0.3, check_seconds=3600)
 
 
 def test_leaderboard_dashboard_and_experiments_render_for_an_admin(site, browser):
