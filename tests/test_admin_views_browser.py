@@ -93,11 +93,12 @@ def test_leaderboard_dashboard_and_experiments_render_for_an_admin(site, browser
 def test_comparison_report_renders_with_its_pareto_plot(site, browser):
     from posttrain.experiments._compare import compare, write_report
 
-    res = compare(site["store"], ["base", "other"], suites=["engagement"], limit=6,
+    res = compare(site["store"], ["base", "other"], suites=["verbosity"], limit=6,
                   prices={"base": (3.0, 15.0), "other": (0.1, 0.4)})
     out = write_report(res, site["root"] / "compare.html")
     page = browser.new_page()
     page.goto(out.as_uri())
     points = page.locator("svg circle.point")
     assert points.count() == 2 and all(points.nth(i).bounding_box()["width"] > 4 for i in range(2))
-    assert page.get_by_test_id("recommendation").text_content().startswith("Recommendation: base")
+    assert page.get_by_test_id("recommendation").text_content().startswith(f"Recommendation: {res['recommended']}")
+    assert page.locator("table tbody tr").count() == 2
