@@ -118,36 +118,33 @@ def _pairs(world) -> list[tuple]:
     return list(zip(world["prompts"], world["answers"], world["offers"]))
 
 
-def test_dpo_lowers_the_trailing_offer_rate(world):
+def _unlearn_offers(world, method: str, rows: list[dict]) -> None:
+    """Train `method` from the offer-prone SFT model; the held-out offer rate must fall."""
     from posttrain.train import run
 
     start = _sft_offer_model(world)
-    rows = [{"prompt": p, "chosen": [{"role": "assistant", "content": a}],
-             "rejected": [{"role": "assistant", "content": f"{a} {o}"}]} for p, a, o in _pairs(world)]
-    info = run("dpo", store=world["store"], base=start, name="real-dpo", data=_write(world["root"] / "dpo.jsonl", rows),
+    info = run(method, store=world["store"], base=start, name=f"real-{method}",
+               data=_write(world["root"] / f"{method}.jsonl", rows),
                config={**LORA, "learning_rate": 5e-4, "batch_size": 4, "beta": 0.1}, max_steps=24, progress=False)
     rate = _offer_rate(_generate(info.config["path"], world["held_out"]))
     t = info.metrics["train"]
-    _figures({"method": "dpo", "held_out_offer_rate": {"start (sft)": world["sft"]["rate"], "trained": rate},
+    _figures({"method": method, "held_out_offer_rate": {"start (sft)": world["sft"]["rate"], "trained": rate},
               "loss": [t["loss_start"], t["loss_end"]], "steps": t["steps"], "seconds": t["seconds"]})
     assert rate <= world["sft"]["rate"] - 0.25
 
 
-def test_kto_lowers_the_trailing_offer_rate(world):
-    from posttrain.train import run
+def test_dpo_lowers_the_trailing_offer_rate(world):
+    _unlearn_offers(world, "dpo", [{"prompt": p, "chosen": [{"role": "assistant", "content": a}],
+                                    "rejected": [{"role": "assistant", "content": f"{a} {o}"}]}
+                                   for p, a, o in _pairs(world)])
 
-    start = _sft_offer_model(world)
+
+def test_kto_lowers_the_trailing_offer_rate(world):
     rows = []
     for p, a, o in _pairs(world):
         rows.append({"prompt": p, "completion": [{"role": "assistant", "content": a}], "label": True})
         rows.append({"prompt": p, "completion": [{"role": "assistant", "content": f"{a} {o}"}], "label": False})
-    info = run("kto", store=world["store"], base=start, name="real-kto", data=_write(world["root"] / "kto.jsonl", rows),
-               config={**LORA, "learning_rate": 5e-4, "batch_size": 4, "beta": 0.1}, max_steps=24, progress=False)
-    rate = _offer_rate(_generate(info.config["path"], world["held_out"]))
-    t = info.metrics["train"]
-    _figures({"method": "kto", "held_out_offer_rate": {"start (sft)": world["sft"]["rate"], "trained": rate},
-              "loss": [t["loss_start"], t["loss_end"]], "steps": t["steps"], "seconds": t["seconds"]})
-    assert rate <= world["sft"]["rate"] - 0.25
+    _unlearn_offers(world, "kto", rows)
 
 
 NUMBER_ONLY = r"^\s*-?\d+\s*\.?\s*$"

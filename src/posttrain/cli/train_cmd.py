@@ -56,10 +56,16 @@ def _train(method: str, data: Optional[Path], snapshot: Optional[str], base: str
 
     if (data is None) == (snapshot is None):
         fail("give exactly one of --data FILE or --snapshot HASH")
+    _call(db, as_json, lambda store: run(method, store=store, base=base, name=name, data=data, snapshot=snapshot,
+                                         config=config, max_steps=max_steps, progress=not quiet and not as_json,
+                                         allow_flagged=allow_flagged))
+
+
+def _call(db: Optional[str], as_json: bool, train: Any) -> None:
+    """Open the store, train, report; expected errors become one line and exit code 2."""
     store = _open_store(db)
     try:
-        info = run(method, store=store, base=base, name=name, data=data, snapshot=snapshot, config=config,
-                   max_steps=max_steps, progress=not quiet and not as_json, allow_flagged=allow_flagged)
+        info = train(store)
     except (ValueError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         fail(" ".join(str(msg).split()))
@@ -109,16 +115,9 @@ def distill_cmd(
     student is SFT'd on them and registered."""
     from posttrain.train import distill
 
-    store = _open_store(db)
-    try:
-        info = distill(store=store, teacher=teacher, student=student, prompts=prompts, name=name, config=config,
-                       max_steps=max_steps, max_new_tokens=max_new_tokens, progress=not quiet and not as_json)
-    except (ValueError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        fail(" ".join(str(msg).split()))
-    finally:
-        store.close()
-    _report(info, as_json)
+    _call(db, as_json, lambda store: distill(store=store, teacher=teacher, student=student, prompts=prompts,
+                                             name=name, config=config, max_steps=max_steps,
+                                             max_new_tokens=max_new_tokens, progress=not quiet and not as_json))
 
 
 def register(app: typer.Typer) -> None:
