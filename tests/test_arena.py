@@ -259,3 +259,23 @@ def test_bad_votes_name_the_line(tmp_path):
     path.write_text('{"model_a": "x", "model_b": "y", "winner": "model_a"}\n{"model_a": "x", "model_b": "y", "winner": "left"}\n')
     with pytest.raises(ValueError, match=r"v.jsonl:2: winner"):
         read_votes(path)
+
+
+def test_cli_json_shape_and_one_line_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    path = tmp_path / "v.jsonl"
+    path.write_text("".join(json.dumps(v) + "\n" for v in simulate({"a": 0.5, "b": 0.0, "c": -0.5}, 300, 11)))
+    r = CliRunner().invoke(app, ["arena", "fit", "--votes", str(path), "--rounds", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out) >= {"models", "style", "position", "removed", "timings"}
+    assert set(out["models"][0]) == {"model", "rating", "ci_low", "ci_high", "rank", "votes", "share", "provisional"}
+    assert set(out["timings"]) == {"read_s", "fit_s", "bootstrap_s"}
+    human = CliRunner().invoke(app, ["arena", "fit", "--votes", str(path), "--rounds", "5", "--ci", "sandwich"])
+    assert human.exit_code == 0 and "RANK" in human.output and "sandwich" in human.output
+    for args, msg in ((["--ci", "normal"], "--ci"), (["--anchor", "zz=1"], "anchor"), (["--rounds", "0"], "--rounds")):
+        bad = CliRunner().invoke(app, ["arena", "fit", "--votes", str(path), *args])
+        assert bad.exit_code == 2 and msg in bad.output and len(bad.output.strip().splitlines()) == 1

@@ -101,3 +101,10 @@ def test_store_votes_and_the_append_only_model_record(env):
             with env.store.engine.begin() as conn:
                 conn.execute(text(stmt))
     assert len(model_record(env.store)) == 2
+
+    from posttrain.cli import app
+
+    url = env.store.engine.url.render_as_string(hide_password=False)
+    r = CliRunner().invoke(app, ["arena", "fit", "--rounds", "5", "--json", "--db", url])
+    assert r.exit_code == 0, r.output
+    assert {x["model"] for x in json.loads(r.output)["record"]} == {"base", "other"}
