@@ -35,11 +35,23 @@ def detect(prop: str, text: str, method: str = "both", prompt: str | None = None
     return detect_details(prop, text, method, prompt)[0]
 
 
+def warm(texts: list[str], prompts: list[str | None] | None = None) -> None:
+    """Embed every sentence the detectors will read in one batched call (the embedding cache then
+    serves them): grading many answers this way is several times faster than one by one."""
+    from posttrain.graders.detectors.embed import embed
+    from posttrain.graders.detectors.learned import candidates
+
+    prompts = prompts or [None] * len(texts)
+    sents = {s for t, p in zip(texts, prompts) for prop in PROPERTIES for s in candidates(prop, t, p)}
+    embed(sorted(sents))
+
+
 def evaluate(prop: str, method: str = "both", split: str = "test") -> dict[str, Any]:
     """Precision and recall (Wilson 95 % intervals) of a method on a labelled split."""
     from posttrain.graders.detectors.stats import pr_report
 
     items = load_labelled(split)
+    warm([it["response"] for it in items], [it.get("prompt") for it in items])
     preds = [detect(prop, it["response"], method, it.get("prompt")) for it in items]
     report = pr_report(preds, [bool(it[prop]) for it in items])
     report["errors"] = [{"id": it["id"], "label": it[prop], "response": it["response"]}
@@ -47,4 +59,4 @@ def evaluate(prop: str, method: str = "both", split: str = "test") -> dict[str, 
     return {"property": prop, "method": method, "split": split, **report}
 
 
-__all__ = ["METHODS", "PROPERTIES", "detect", "detect_details", "evaluate", "load_labelled"]
+__all__ = ["METHODS", "PROPERTIES", "detect", "detect_details", "evaluate", "load_labelled", "warm"]

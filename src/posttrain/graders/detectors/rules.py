@@ -33,7 +33,7 @@ def sentences(text: str) -> list[str]:
     """Sentences of the answer's own words (quotes and code removed), markdown marks trimmed."""
     out: list[str] = []
     for piece in _SPLIT_RE.split(strip_quotes(text)):
-        s = piece.strip().strip("#>*_-–— \t").strip()
+        s = " ".join(piece.split()).strip("#>*_-–— ").strip()
         if not re.search(r"[A-Za-z]", s):
             continue
         if out and _ABBREV_RE.search(out[-1]):  # "e.g. the first" is one sentence

@@ -66,7 +66,7 @@ def mask(text: str, case: dict[str, Any]) -> str:
         refs = [float(case["answer"]), *[float(a) for a in case.get("alt_answers", [])]]
         pieces, last = [], 0
         spans = []
-        for m in re.finditer(r"[-+]?\d[\d,]*(?:\.\d+)?", text):
+        for m in re.finditer(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?", text):
             try:
                 v = float(m.group().replace(",", ""))
             except ValueError:
@@ -199,6 +199,7 @@ def evaluate(what: str, method: str, split: str = "test") -> dict[str, Any]:
     from posttrain.graders.detectors.stats import pr_report
 
     items = load_second(split)
+    embed([mask(it["second"], it["case"]) for it in items] + [" ".join(sentences(it["second"])[:2]) or it["second"] for it in items])
     if what in ("answer", "flip"):  # every first answer is correct, so a flip = a wrong second
         preds = [reads_correct(it["second"], it["case"], method) for it in items]
         labels = [it["second_correct"] for it in items]
