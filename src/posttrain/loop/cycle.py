@@ -91,19 +91,7 @@ def load_loop_config(path: str | Path) -> dict[str, Any]:
 
 
 def _store(ctx: Context) -> Any:
-    from posttrain.store import Store
-
-    if "store" not in ctx.resources:
-        ctx.resources["store"] = _Closing(Store.open(ctx.settings["config"]["db"]))
-    return ctx.resources["store"].store
-
-
-class _Closing:
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def close(self) -> None:
-        self.store.close()
+    return ctx.store(ctx.settings["config"]["db"])
 
 
 def _since(ctx: Context) -> datetime:

@@ -46,19 +46,7 @@ def _base(ctx: Context) -> str:
 
 
 def _store(ctx: Context) -> Any:
-    from posttrain.store import Store
-
-    if "store" not in ctx.resources:
-        ctx.resources["store"] = _Closing(Store.open(steps.db_url(ctx.out)))
-    return ctx.resources["store"].store
-
-
-class _Closing:
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def close(self) -> None:
-        self.store.close()
+    return ctx.store(steps.db_url(ctx.out))
 
 
 # -- stages ------------------------------------------------------------------------------------

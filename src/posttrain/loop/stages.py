@@ -57,10 +57,26 @@ class Context:
         rec = self.state["stages"].get(name)
         return rec["result"] if rec and rec["status"] == DONE else None
 
+    def store(self, url: str | None) -> Any:
+        """The store at `url`, opened once per run and closed with the other resources."""
+        if "store" not in self.resources:
+            from posttrain.store import Store
+
+            self.resources["store"] = _Closing(Store.open(url))
+        return self.resources["store"].store
+
     def path(self, *parts: str) -> Path:
         p = self.out.joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+
+class _Closing:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _now() -> str:
