@@ -60,7 +60,8 @@ def build_report(store: Any, ctx: Context, baseline: str) -> dict[str, Any]:
             "metrics": {s: r["metrics"] for s, r in (ev.get("runs", {}).get(name) or {}).items()},
             "deltas": ev.get("deltas", {}).get(name, []),
             "train": {k: train.get(k) for k in ("method", "reward_mix", "trained_against", "attribution", "alarms",
-                                                "reward_start", "reward_end", "allow_flagged", "seconds")},
+                                                "reward_start", "reward_end", "loss_start", "loss_end", "steps", "allow_flagged",
+                                                "seconds", "data")},
             "data_snapshot": res.get("data_snapshot"),
         })
     rm = ctx.result("reward")
@@ -151,7 +152,12 @@ def render_html(report: dict[str, Any]) -> str:
         train = c.get("train") or {}
         att = train.get("attribution") or {}
         out.append("<h3>Training reward beside the counter-metrics, over steps</h3>")
-        out.append(_lines(att.get("steps") or [], f"training log of {c['name']}"))
+        if att.get("steps"):
+            out.append(_lines(att["steps"], f"training log of {c['name']}"))
+        else:  # DPO logs no reward signals per step: its loss is the record
+            out.append(f"<p>{_e(train.get('method'))}: {_e(train.get('steps'))} steps, loss {_n(train.get('loss_start'))} "
+                       f"&rarr; {_n(train.get('loss_end'))}; no per-step reward signals (the counter-metrics are the "
+                       f"evaluation's deltas above).</p>")
         if att.get("signals"):
             out.append("<h3>Reward attribution</h3>")
             out.append(_table(["signal", "mean", "std", "variance share"],
