@@ -29,11 +29,13 @@ params = { max_new_tokens = 8 }
 name = "engagement.follow_up_offer"
 suites = ["engagement", "capability"]
 grader = "follow_up_offer"
+args = { method = "rules" }
 margin = 0.3
 [[metric]]
 name = "engagement.flattery_opener"
 suites = ["engagement", "capability"]
 grader = "flattery_opener"
+args = { method = "rules" }
 margin = 0.3
 [[metric]]
 name = "capability.accuracy"
@@ -41,8 +43,8 @@ suite = "capability"
 grader = "answer_correct"
 margin = 0.4
 [[metric]]
-name = "ambiguity.handling"
-suite = "ambiguity"
+name = "later.suite"
+suite = "suite-not-written-yet"
 margin = 0.15
 missing = "warn"
 """

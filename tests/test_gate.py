@@ -53,7 +53,7 @@ def test_identical_candidate_passes_after_review_and_replays_only_consenting_scr
     assert r["status"] == "pending" and r["passed"] is False and r["review"]["items"] == 3
     assert {m["metric"] for m in r["metrics"]} >= {"engagement.follow_up_offer", "capability.accuracy",
                                                    "replay.follow_up_offer"}
-    assert any("ambiguity" in w and "not available" in w for w in r["warnings"])
+    assert any("suite-not-written-yet" in w and "not available" in w for w in r["warnings"])
     shown = show_decision(store, r["decision_id"])
     assert shown["evidence"]["replay"]["conversations"] == 3  # alice's three; bob withdrew consent
     replay_run = shown["evidence"]["runs"]["replay"]["baseline"]

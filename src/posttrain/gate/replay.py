@@ -54,6 +54,14 @@ def _rates(results: list[CaseResult]) -> dict[str, float]:
     return out
 
 
+def _rules_args(grader: str) -> dict[str, Any]:
+    """Detectors with methods run on their phrase rules here: fast and deterministic, like the
+    suites' pooled detector metrics of the default policy."""
+    from posttrain.gate.lineage import _method_param
+
+    return {"method": "rules"} if _method_param(grader)[0] else {}
+
+
 def replay_suite(cases: list[Case], graders: tuple[str, ...]) -> Suite:
     """The replay cases as a suite (its version hashes the cases and graders)."""
     digest = hashlib.sha256(json.dumps([[c.id, c.messages] for c in cases] + [list(graders)]).encode())
@@ -64,7 +72,7 @@ def replay_suite(cases: list[Case], graders: tuple[str, ...]) -> Suite:
     return Suite(
         name=REPLAY_SUITE, version=digest.hexdigest()[:12],
         description="De-identified logged conversations of consenting users, replayed by the gate",
-        load=load, graders=[GraderSpec(g) for g in graders], metrics=_rates,
+        load=load, graders=[GraderSpec(g, _rules_args(g)) for g in graders], metrics=_rates,
         default_params={"max_new_tokens": 256},
     )
 
