@@ -202,6 +202,19 @@ def describe_failure(exc: BaseException) -> str:
     return "\n-- caused by --\n".join(parts)
 
 
+class _TrackStart:
+    """A `send` that remembers whether the response has started (then no error body can follow)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class CatchAll:
     """Innermost-but-one middleware: an unexpected exception becomes a one-line 500 and is logged
     exactly once, without request values. (Starlette's own error middleware re-raises after its
@@ -214,22 +227,15 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _TrackStart(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except BodyTooLarge:
             raise  # BodyLimit answers 413
         except Exception as exc:
             route = getattr(scope.get("route"), "path", None) or "(no route)"
             log.error("unhandled error in %s %s\n%s", scope.get("method"), route, describe_failure(exc))
-            if not started:
+            if not tracked.started:
                 await send_json(send, 500, error_body(500, f"internal error ({type(exc).__name__}); see the server log"))
 
 
@@ -287,7 +293,7 @@ class BodyLimit:
             scope = dict(scope)
             scope["headers"] = [(n, b"application/json" if n == b"content-type" else v) for n, v in headers]
         seen = 0
-        started = False
+        tracked = _TrackStart(send)
 
         async def counted_receive() -> Message:
             nonlocal seen
@@ -298,16 +304,10 @@ class BodyLimit:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, counted_receive, tracking_send)
+            await self.app(scope, counted_receive, tracked)
         except BodyTooLarge as exc:  # raised outside a route's body parsing
-            if started:
+            if tracked.started:
                 raise
             await send_json(send, 413, error_body(413, exc.detail))
 
