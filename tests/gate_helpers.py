@@ -103,9 +103,8 @@ class BaitUpstream:
         self.server.server_close()
 
 
-def log_conversations(store, n: int = 3) -> None:
+def log_conversations(store, n: int = 3):
     """Logged exchanges of a consenting and a non-consenting user, with personal data to scrub."""
-    from posttrain.store.chat import Exchange  # noqa: F401  (the real write path is the server's)
     from posttrain.serve.testing import make_env
 
     env = make_env(store)

@@ -10,7 +10,6 @@ passed and blocked, with the comment in the blocked one.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -48,19 +47,17 @@ def served(tmp_path_factory, tiny_model_dir):
     proc = subprocess.Popen([_posttrain(), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db,
                              "--model", "t1"], stdout=log, stderr=subprocess.STDOUT, env=_env(home))
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"posttrain serve exited: {(root / 'server.log').read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"posttrain serve exited: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("posttrain serve did not become healthy in 60 s")
-            time.sleep(0.2)
+        wait_for(healthy, timeout=60, what="posttrain serve to become healthy")
         yield {"url": url, "store": store, "key": key, "plain": plain, "decisions": decisions}
     finally:
         proc.terminate()
