@@ -25,14 +25,14 @@ def models(sqlite_store, upstream, tmp_path):  # noqa: F811
 def test_compare_recommends_the_cheapest_model_not_worse_than_the_first(models, tmp_path):
     from posttrain.experiments._compare import compare
 
-    res = compare(models, ["big", "small", "bait"], suites=["engagement"], limit=12,
+    res = compare(models, ["big", "small", "bait"], suites=["engagement"], limit=8,
                   prices={"big": (3.0, 15.0), "small": (0.1, 0.4), "bait": (0.05, 0.2)})
     rows = {r["model"]: r for r in res["models"]}
     assert res["recommended"] == "small"
     assert rows["small"]["noninferior"] and not rows["bait"]["noninferior"]
     assert any(f["metric"] in ("follow_up_offer", "flattery_opener") for f in rows["bait"]["failing"])
     assert rows["big"]["cost_per_1k_requests"] > rows["small"]["cost_per_1k_requests"] > 0
-    assert rows["small"]["latency_ms"]["p50"] > 0 and rows["small"]["latency_ms"]["answers"] == 12
+    assert rows["small"]["latency_ms"]["p50"] > 0 and rows["small"]["latency_ms"]["answers"] == 8
     assert rows["small"]["pareto"] and not rows["big"]["pareto"]
 
 
