@@ -18,8 +18,12 @@ reward_app = typer.Typer(help="Reward models: train (pairwise or pointwise), eva
 def _open_store(db: str | None) -> Any:
     from posttrain.store import Store
 
+    from posttrain.models.registry import ensure_default_models
+
     try:
-        return Store.open(db)
+        store = Store.open(db)
+        ensure_default_models(store)  # so names like smollm2-135m resolve, as in `models list`
+        return store
     except Exception as exc:  # a bad URL or unreachable server: one line, no traceback
         reason = " ".join(str(exc).split("(Background on")[0].split())
         fail(f"cannot open the store at {db or 'the default location'}: {reason[:240]}")
@@ -160,11 +164,9 @@ def best_of_n_cmd(
     """Register a best-of-n model (servable and evaluable like any model): n samples from BASE,
     the one RM scores highest."""
     from posttrain.models.best_of_n import register_best_of_n
-    from posttrain.models.registry import ensure_default_models
 
     store = _open_store(db)
     try:
-        ensure_default_models(store)
         info = register_best_of_n(store, name, base, rm, n=n)
     except (ValueError, KeyError) as exc:
         fail(_msg(exc))
