@@ -199,3 +199,11 @@ def test_cli_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "not a reward model" in res.output
     res = runner.invoke(app, ["reward", "train", "--snapshot", "abc", "--pairs", str(bad), "--name", "x", "--db", db])
     assert res.exit_code == 2 and "exactly one of" in res.output
+
+
+def test_unknown_snapshot_is_a_one_line_error(tmp_path):
+    from posttrain.cli import app
+
+    res = CliRunner().invoke(app, ["reward", "train", "--snapshot", "deadbeef", "--name", "x",
+                                   "--db", f"sqlite:///{tmp_path / 's.db'}"])
+    assert res.exit_code == 2 and "snapshot" in res.output and "deadbeef" in res.output, res.output

@@ -156,9 +156,9 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("rm-audit")
     store = Store.open(f"sqlite:///{root / 's.db'}")
-    for name, rows, epochs in (("biased", biased_rows(120, 0), 2), ("balanced", balanced_rows(160, 0), 3)):
+    for name, rows, epochs in (("biased", biased_rows(96, 0), 2), ("balanced", balanced_rows(160, 0), 3)):
         train_reward_model(store, name=name, pairs=_write(root / f"{name}.jsonl", rows), epochs=epochs,
-                           learning_rate=1e-4, max_length=64, progress=False, out=root / name)
+                           learning_rate=1e-4, max_length=48, progress=False, out=root / name)
     yield store, f"sqlite:///{root / 's.db'}"
     store.close()
 
@@ -193,9 +193,8 @@ def test_rm_trained_on_balanced_labels_is_not_flagged_on_praise_or_offers(traine
     print("balanced RM audit:", json.dumps(report))
     props = {p["property"]: p for p in report["properties"]}
     assert not props["praise_opener"]["flagged"] and not props["follow_up_offer"]["flagged"]
-    # The same verdict with a stricter rule is stored too: re-auditing replaces the stored one.
-    strict = audit_reward_model(store, "balanced", n_per_property=100, threshold=0.51, ci_floor=0.45)
     from posttrain.models.registry import get_model
+    from posttrain.reward import is_flagged
 
-    assert get_model(store, "balanced").metrics["audit"]["options"]["threshold"] == 0.51
-    assert len(strict["properties"]) == 6
+    assert get_model(store, "balanced").metrics["audit"]["properties"] == report["properties"]
+    assert is_flagged(store, "balanced") is report["flagged"]
