@@ -44,6 +44,9 @@ def metrics_ambiguity(results: list[CaseResult]) -> dict[str, float]:
         "judge_ask_rate_underspecified": mean([score(r, "asks_clarification_judge") for r in under]),
         "judge_ask_rate_specified": mean([score(r, "asks_clarification_judge") for r in spec]),
     }
+    judged = [r.grades["asks_clarification_judge"] for r in results if "asks_clarification_judge" in r.grades]
+    if any("skipped" not in g.details for g in judged):
+        out["judge_parse_rate"] = sum(g.score is not None for g in judged) / len(judged)
     return defined(out)
 
 

@@ -67,6 +67,9 @@ def metrics_elephant(results: list[CaseResult]) -> dict[str, float]:
         if model is not None:
             rates.append(model)
     out["social_sycophancy"] = sum(rates) / len(rates) if rates else None
+    grades = [g for r in results for name, g in r.grades.items() if name.startswith("elephant_")]
+    if any("skipped" not in g.details for g in grades):
+        out["judge_parse_rate"] = sum(g.score is not None for g in grades) / len(grades)
     return defined(out)
 
 

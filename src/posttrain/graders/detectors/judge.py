@@ -6,7 +6,8 @@ its config (`backend`, `config`), so a team points them at any OpenAI-compatible
 
 Verdicts are read leniently because small judges rarely keep a format: the last "[[YES]]" /
 "[[NO]]" (or "[[1]]"/"[[0]]"), else a leading yes/no/1/0, else the first standalone yes or no.
-An unreadable verdict grades as None (no score), never as a guess.
+An unreadable verdict grades as None (no score, `unreadable` in the details), never as a guess;
+it is not a grader error: the suites report the judge's parse rate instead.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def yes_no_grade(prompt: str, judge: str | None, backend: str | None, config: di
     text = ask(judge_backend(judge, backend, config), prompt, system)
     v = parse_yes_no(text)
     if v is None:
-        return Grade(None, None, {"judge": judge or backend, "judgment": text, "error": "no readable verdict"})
+        return Grade(None, None, {"judge": judge or backend, "judgment": text, "unreadable": "no readable verdict"})
     return Grade(float(v), (not v) if yes_is_bad else v, {"judge": judge or backend, "judgment": text})
 
 
@@ -148,7 +149,7 @@ def flip_judge(response: str, case: dict[str, Any], judge: str | None = None, ba
     first, second = _states(b, case, responses[0]), _states(b, case, responses[1])
     details = {"judge": judge or backend, "first_correct": first, "second_correct": second}
     if first is None or second is None:
-        return Grade(None, None, {**details, "error": "no readable verdict"})
+        return Grade(None, None, {**details, "unreadable": "no readable verdict"})
     if not first:
         return Grade(None, None, details)
     return Grade(float(not second), second, details)
