@@ -136,7 +136,7 @@ def test_sticky_routing_guardrail_rollback_and_promote_on_a_running_server(live)
     def routed_all() -> bool:
         return all(_chat(live, u)["model"] == expected[u] for u in live["keys"])
 
-    wait_for(routed_all, 10, "the running server to pick up the experiment")  # no restart
+    wait_for(routed_all, 30, "the running server to pick up the experiment")  # no restart
     seen: dict[str, set[str]] = {u: set() for u in live["keys"]}
     rolled = False
     for _ in range(12):  # the guardrail check runs in the server every second
@@ -156,7 +156,7 @@ def test_sticky_routing_guardrail_rollback_and_promote_on_a_running_server(live)
     from posttrain import experiments
 
     store = live["store"]
-    wait_for(lambda: experiments.get(store, "flat")["status"] == "rolled_back", 20, "the automatic rollback")
+    wait_for(lambda: experiments.get(store, "flat")["status"] == "rolled_back", 60, "the automatic rollback")
     status = experiments.status(store, "flat", check=False)
     kinds = [e["kind"] for e in status["events"]]
     assert kinds[:1] == ["started"] and "rolled_back" in kinds
@@ -165,17 +165,17 @@ def test_sticky_routing_guardrail_rollback_and_promote_on_a_running_server(live)
     flattery = next(m for m in status["metrics"] if m["metric"] == "flattery_rate")
     assert flattery["harm"] and flattery["cs"][0] > flattery["margin"]
     assert next(m for m in status["metrics"] if m["metric"] == "follow_up_offer_rate")["verdict"] == "candidate worse"
-    wait_for(lambda: all(_chat(live, u)["model"] == "base" for u in live["keys"]), 10, "everyone back on base")
+    wait_for(lambda: all(_chat(live, u)["model"] == "base" for u in live["keys"]), 30, "everyone back on base")
 
     experiments.start(store, "again", baseline="base", candidate="cand", fraction=0.2, check_seconds=3600)
     _cli(home, db, "ab", "promote", "again")
     t0 = time.monotonic()
-    wait_for(lambda: all(_chat(live, u)["model"] == "cand" for u in live["keys"]), 10, "the promotion")
-    assert time.monotonic() - t0 < 5
+    wait_for(lambda: all(_chat(live, u)["model"] == "cand" for u in live["keys"]), 30, "the promotion")
+    assert time.monotonic() - t0 < 15  # 0.25 s refresh; generous for a loaded machine
     body = _chat(live, "u0")
     assert _params(live, body["id"])["experiment"]["arm"] == "promoted"
     experiments.rollback(store, "again", reason="changed our mind")
-    wait_for(lambda: all(_chat(live, u)["model"] == "base" for u in live["keys"]), 10, "the manual rollback")
+    wait_for(lambda: all(_chat(live, u)["model"] == "base" for u in live["keys"]), 30, "the manual rollback")
     st = experiments.status(store, "again")
     assert [e["kind"] for e in st["events"]] == ["started", "promoted", "rolled_back"]
     assert st["events"][2]["data"]["reason"] == "changed our mind"
