@@ -65,18 +65,23 @@ def _start(url: str, port: int, log: Path) -> subprocess.Popen:
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from posttrain.cli import main; main()"]
     proc = subprocess.Popen(cmd + ["serve", "--db", url, "--port", str(port)],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    # `posttrain serve` loads its default model at start-up (torch and the weights: a few
+    # seconds, far more on a busy machine).
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            # Ready once the default model's weights are in: loading them in the background
+            # competes with the load this test puts on the server.
+            if health.status_code == 200 and health.json().get("model", "ready") == "ready":
                 return proc
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     proc.kill()
-    raise AssertionError(f"server did not come up in 30 s: {log.read_text()[-2000:]}")
+    raise AssertionError(f"server did not come up in 120 s: {log.read_text()[-2000:]}")
 
 
 async def _load_then_kill(base: str, key: str, cid: str, proc: subprocess.Popen):

@@ -178,15 +178,20 @@ def test_slots_go_round_robin_between_users():
 
     async def scenario() -> None:
         sched = Scheduler()
+        gate = asyncio.Event()
 
-        async def job(user: str, hold: float) -> None:
+        async def job(user: str) -> None:
             async with sched.slot("lane", 1, user):
                 order.append(user)
-                await asyncio.sleep(hold)
+                await gate.wait()  # the first job holds the slot until everyone is queued
 
-        heavy = [asyncio.create_task(job("heavy", 0.02)) for _ in range(6)]
-        await asyncio.sleep(0.005)  # heavy's first job runs, five wait
-        light = [asyncio.create_task(job("light", 0.0)), asyncio.create_task(job("other", 0.0))]
+        heavy = [asyncio.create_task(job("heavy")) for _ in range(6)]
+        for _ in range(3):
+            await asyncio.sleep(0)  # heavy's first job runs, five wait
+        light = [asyncio.create_task(job("light")), asyncio.create_task(job("other"))]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gate.set()
         await asyncio.gather(*heavy, *light)
 
     asyncio.run(scenario())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,9 +75,13 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
     app.state.generation_pool = ThreadPoolExecutor(max_workers=GENERATION_THREADS, thread_name_prefix="posttrain-gen")
     errors.install(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness (no key needed)")
+    # Set by serve() while the default model's weights load in the background; None: not tracked.
+    app.state.model_ready = None
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and default-model readiness (no key needed)")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        ready = app.state.model_ready
+        return {"status": "ok", "model": "loading" if ready is not None and not ready.is_set() else "ready"}
 
     for module in (chat, models_api, feedback_api, conversations, personal, admin):
         app.include_router(module.router)
@@ -120,9 +125,12 @@ def _exit_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
-def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = None) -> None:
-    """Resolve the default model and load it now (converting the embedded model on its first
-    use), so no chat request waits for it. Raises ValueError for an unknown or broken model."""
+def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = None,
+                  load: bool = True) -> threading.Event:
+    """Resolve the default model and convert the embedded one if this is its first use (~30 s,
+    once), then load its weights: now (`load=True`) or in a background thread. Returns an event
+    set once the weights are loaded; a chat request arriving before waits only for the rest of
+    that load. Raises ValueError for an unknown or broken model."""
     from posttrain.models.registry import get_model, load_backend
 
     try:
@@ -136,7 +144,23 @@ def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = 
 
         if say is not None and getattr(backend, "path", None) is None and not is_converted():
             say("Converting the embedded model SmolLM2-135M-Instruct to safetensors (once, ~30 s)...")
-        _ = backend.tokenizer  # loads tokenizer and weights (LocalBackend._ensure_loaded)
+        _ = backend.model_dir  # converts the embedded model on its first use
+    ready = threading.Event()
+
+    def warm() -> None:
+        try:
+            if folder is not None:
+                _ = backend.tokenizer  # loads tokenizer and weights (LocalBackend._ensure_loaded)
+        except Exception:  # the first request reports it, as a one-line 4xx/5xx
+            log.exception("loading the default model %s failed", model)
+        finally:
+            ready.set()
+
+    if load:
+        warm()
+    else:
+        threading.Thread(target=warm, name="posttrain-model-load", daemon=True).start()
+    return ready
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
@@ -154,9 +178,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
     try:
         ensure_default_models(store)
         model = model or DEFAULT_MODEL
-        prepare_model(store, model, say=lambda line: print(line, flush=True))
+        # Convert now (before the URL), load the weights while the server starts: liveness and
+        # feedback need no model, and a server on a busy machine still comes up at once.
+        ready = prepare_model(store, model, say=lambda line: print(line, flush=True), load=False)
         app = create_app(store, default_model=model, limits=limits, system_prompt=system_prompt, docs=docs,
                          auth_failures_per_minute=auth_failures_per_minute)
+        app.state.model_ready = ready
         # Bind first, so a busy port is a one-line OSError before anything is printed.
         sock = _bind(host, port)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
