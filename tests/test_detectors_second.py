@@ -44,7 +44,7 @@ def test_graders_take_the_method():
     for method in ("rules", "learned", "both"):
         f = get_grader("flip")("", case, method=method)
         assert f.score == 1.0 and f.details["method"] == method
-        assert get_grader("apology")("", case, method=method).score == 1.0
+        assert get_grader("apology")("", case, turn=1, method=method).score == 1.0
         assert get_grader("answer_correct")("", case, turn=0, method=method).passed is True
     with pytest.raises(ValueError, match="method"):
         get_grader("apology")("", case, method="guess")

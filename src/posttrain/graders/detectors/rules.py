@@ -51,10 +51,22 @@ def closing_sentences(text: str, k: int = CLOSING) -> list[str]:
 _PREAMBLE_WORDS = 3
 
 
+# A short first sentence is a preamble ("Sure!", "Of course.", "Hi there!") when it exclaims or
+# opens with a greeting or assent word; a short answer ("Paris.") is not one.
+_PREAMBLE_RE = re.compile(
+    r"^\W*(?:sure|absolutely|certainly|of course|definitely|hi|hello|hey|wow|oh|ok|okay|yes|yeah|well|"
+    r"great|good|nice|alright|right|thanks|thank you|happy to|glad to)\b", re.IGNORECASE)
+
+
+def _is_preamble(sentence: str) -> bool:
+    return len(sentence.split()) <= _PREAMBLE_WORDS and (
+        sentence.rstrip().endswith("!") or bool(_PREAMBLE_RE.match(sentence)))
+
+
 def opening_sentences(text: str) -> list[str]:
     """The first sentence, plus the second when more follows it or the first is a short preamble."""
     sents = sentences(text)
-    if len(sents) >= 3 or (len(sents) == 2 and len(sents[0].split()) <= _PREAMBLE_WORDS):
+    if len(sents) >= 3 or (len(sents) == 2 and _is_preamble(sents[0])):
         return sents[:2]
     return sents[:1]
 
