@@ -15,6 +15,7 @@ import tempfile
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from posttrain.evals.compare import compare_runs
@@ -118,16 +119,13 @@ def _ticks(lo: float, hi: float) -> list[float]:
     return [round(first + k * step, 12) for k in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def forest_plot(rows: list[dict[str, Any]], *, title: str) -> str:
-    """One row per grader: delta (dot) and its 95% interval (bar) around a zero line."""
-    finite = [x for r in rows for x in (r["delta"], *r["ci"]) if not math.isnan(x)]
-    lo, hi = min([0.0, *finite]), max([0.0, *finite])
-    # At least +-0.05 around zero, so identical runs do not get an axis of hundredths of a point.
-    span = max(hi - lo, 0.1)
-    lo, hi = min(lo - 0.08 * span, -0.05), max(hi + 0.08 * span, 0.05)
-    top, text_w = 8, 240
-    width, height = LABEL_W + PLOT_W + text_w, top + ROW_H * len(rows) + 26
-    axis_y = top + ROW_H * len(rows)
+def forest_frame(n_rows: int, lo: float, hi: float, *, text_w: int, title: str
+                 ) -> tuple[list[str], Callable[[float], float], int]:
+    """The frame of a forest plot of `n_rows` rows over [lo, hi]: the opened SVG with grid lines,
+    tick labels and the dashed zero line; returns (parts, x(value) -> pixel, top)."""
+    top = 8
+    width, height = LABEL_W + PLOT_W + text_w, top + ROW_H * n_rows + 26
+    axis_y = top + ROW_H * n_rows
 
     def x(v: float) -> float:
         return LABEL_W + (v - lo) / (hi - lo) * PLOT_W
@@ -139,6 +137,17 @@ def forest_plot(rows: list[dict[str, Any]], *, title: str) -> str:
         parts.append(f'<text x="{x(t):.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#59636e">{label}</text>')
     parts.append(f'<line x1="{x(0):.1f}" y1="{top - 4}" x2="{x(0):.1f}" y2="{axis_y}" stroke="#1f2328" '
                  f'stroke-dasharray="4 3"/>')
+    return parts, x, top
+
+
+def forest_plot(rows: list[dict[str, Any]], *, title: str) -> str:
+    """One row per grader: delta (dot) and its 95% interval (bar) around a zero line."""
+    finite = [x for r in rows for x in (r["delta"], *r["ci"]) if not math.isnan(x)]
+    lo, hi = min([0.0, *finite]), max([0.0, *finite])
+    # At least +-0.05 around zero, so identical runs do not get an axis of hundredths of a point.
+    span = max(hi - lo, 0.1)
+    lo, hi = min(lo - 0.08 * span, -0.05), max(hi + 0.08 * span, 0.05)
+    parts, x, top = forest_frame(len(rows), lo, hi, text_w=240, title=title)
     for i, r in enumerate(rows):
         y = top + i * ROW_H + ROW_H / 2
         (clo, chi), d = r["ci"], r["delta"]

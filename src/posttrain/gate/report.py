@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from posttrain.evals.report import _CSS, LABEL_W, PLOT_W, ROW_H, _e, _label, _svg_open, _table, _ticks
+from posttrain.evals.report import _CSS, LABEL_W, PLOT_W, ROW_H, _e, _label, _table, forest_frame
 from posttrain.gate.decision import show_decision
 from posttrain.store._store import Store
 
@@ -37,19 +37,7 @@ def forest_with_margins(metrics: list[dict[str, Any]], *, title: str) -> str:
     lo, hi = min([0.0, *finite]), max([0.0, *finite])
     span = max(hi - lo, 0.1)
     lo, hi = lo - 0.06 * span, hi + 0.06 * span
-    top, text_w = 8, 300
-    width, height = LABEL_W + PLOT_W + text_w, top + ROW_H * len(rows) + 26
-    axis_y = top + ROW_H * len(rows)
-
-    def x(v: float) -> float:
-        return LABEL_W + (v - lo) / (hi - lo) * PLOT_W
-
-    parts = [_svg_open(width, height, title)]
-    for t in _ticks(lo, hi):
-        parts.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y}" stroke="#eaeef2"/>')
-        parts.append(f'<text x="{x(t):.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#59636e">'
-                     f'{f"{t:+g}" if t else "0"}</text>')
-    parts.append(f'<line x1="{x(0):.1f}" y1="{top - 4}" x2="{x(0):.1f}" y2="{axis_y}" stroke="#1f2328" stroke-dasharray="4 3"/>')
+    parts, x, top = forest_frame(len(rows), lo, hi, text_w=300, title=title)
     for i, (m, d, clo, chi) in enumerate(rows):
         y = top + i * ROW_H + ROW_H / 2
         colour = BAD if chi < -m["margin"] else GOOD if clo > 0 else FLAT
