@@ -218,14 +218,20 @@ def _pr(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"precision": tp / max(float(np.sum(pred)), 1.0), "recall": tp / max(float(np.sum(y > 0)), 1.0)}
 
 
+def load_shipped_weights(filename: str, what: str, module: str) -> dict[str, np.ndarray]:
+    """Arrays of a weights file shipped in posttrain.evals; a clear error naming the module that
+    retrains it when the file is missing."""
+    path = resources.files("posttrain.evals").joinpath(filename)
+    if not path.is_file():
+        raise RuntimeError(f"{what} weights are missing: run `python -m {module}`")
+    with path.open("rb") as fh, np.load(fh) as z:
+        return {k: z[k] for k in z.files}
+
+
 @lru_cache(maxsize=1)
 def weights() -> dict[str, np.ndarray]:
     """The shipped weights (raises a clear error when the file is missing)."""
-    path = resources.files("posttrain.evals").joinpath(WEIGHTS)
-    if not path.is_file():
-        raise RuntimeError("learned detector weights are missing: run `python -m posttrain.graders.detectors.learned`")
-    with path.open("rb") as fh, np.load(fh) as z:
-        return {k: z[k] for k in z.files}
+    return load_shipped_weights(WEIGHTS, "learned detector", "posttrain.graders.detectors.learned")
 
 
 def learned_prob(prop: str, text: str, prompt: str | None = None, k: int = rules.CLOSING) -> tuple[float, str | None]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from posttrain.graders.detectors.embed import embed
-from posttrain.graders.detectors.learned import _best_threshold, _pr, _sigmoid, fit_logistic
+from posttrain.graders.detectors.learned import _best_threshold, _pr, _sigmoid, fit_logistic, load_shipped_weights
 from posttrain.graders.detectors.rules import sentences
 
 WEIGHTS = "data/second_answer_weights.npz"
@@ -155,11 +155,7 @@ def _best_margin(p: np.ndarray, hits: np.ndarray, y: np.ndarray) -> float:
 
 @lru_cache(maxsize=1)
 def weights() -> dict[str, np.ndarray]:
-    path = resources.files("posttrain.evals").joinpath(WEIGHTS)
-    if not path.is_file():
-        raise RuntimeError("second-answer weights are missing: run `python -m posttrain.graders.detectors.second`")
-    with path.open("rb") as fh, np.load(fh) as z:
-        return {k: z[k] for k in z.files}
+    return load_shipped_weights(WEIGHTS, "second-answer", "posttrain.graders.detectors.second")
 
 
 def _check(method: str) -> None:
