@@ -105,6 +105,7 @@ def test_admin_decides_pending_gates_in_the_browser(served):
 
         # Approve the first: a tie on every pair.
         page.locator(f"[data-testid=pending-item][data-id='{approve}']").click()
+        expect(page.locator(f"[data-testid=decision][data-id='{approve}']")).to_be_visible()
         expect(page.get_by_test_id("pair")).to_have_count(3)
         page.get_by_test_id("submit-review").click()
         expect(page.get_by_test_id("error")).to_contain_text("pick left, right or tie")
@@ -112,10 +113,12 @@ def test_admin_decides_pending_gates_in_the_browser(served):
             page.get_by_test_id(f"tie-{i}").check()
         page.get_by_test_id("submit-review").click()
         expect(page.get_by_test_id("submit-status")).to_contain_text("now passed")
+        expect(page.get_by_test_id("decision-title")).to_contain_text("(passed)")
         expect(page.get_by_test_id("pending-item")).to_have_count(1)
 
         # The second: one pair feels off, with a comment.
         page.locator(f"[data-testid=pending-item][data-id='{flag}']").click()
+        expect(page.locator(f"[data-testid=decision][data-id='{flag}']")).to_be_visible()
         expect(page.get_by_test_id("decision-title")).to_contain_text("pending")
         for i, side in enumerate(("left", "right", "tie")):
             page.get_by_test_id(f"{side}-{i}").check()

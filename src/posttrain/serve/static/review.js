@@ -50,6 +50,10 @@ function pairNode(item, index) {
 }
 
 async function openDecision(id) {
+  // Hide the previous decision while the next one loads, so no pick lands on a pair that is about
+  // to be replaced; data-id names the decision on screen once it is ready.
+  $("decision").hidden = true;
+  delete $("decision").dataset.id;
   current = await api("GET", `/v1/gate/reviews/${encodeURIComponent(id)}`);
   $("decision").hidden = false;
   $("decision-title").textContent = `${current.candidate} vs ${current.baseline} (${current.status})`;
@@ -57,6 +61,7 @@ async function openDecision(id) {
   $("submit-status").textContent = current.already_reviewed ? "You have reviewed this decision." : "";
   $("veto").checked = false;
   $("veto-comment").hidden = true;
+  $("decision").dataset.id = current.id;
 }
 
 function collect() {
@@ -86,6 +91,7 @@ async function submit(event) {
     const verdicts = collect();
     const r = await api("POST", `/v1/gate/reviews/${encodeURIComponent(current.id)}/verdicts`, { verdicts });
     $("submit-status").textContent = `Recorded. The gate is now ${r.status}.`;
+    $("decision-title").textContent = `${current.candidate} vs ${current.baseline} (${r.status})`;
     document.body.dataset.lastStatus = r.status;
     await loadPending();
   });
