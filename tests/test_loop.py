@@ -170,6 +170,7 @@ def test_loop_once_on_a_small_store(tmp_path, small_deployment):
         gate_limit = 2
         [export]
         max_user_share = 1.0
+        test_fraction = 0.0   # two users: a by-user split could send both to test (random ids)
         [[recipe]]
         name = "dpo-prefs"
         method = "dpo"

@@ -129,6 +129,10 @@ def _train_stage(recipe: dict[str, Any]) -> Callable[[Context], dict[str, Any]]:
         report = ctx.result("export")[recipe["data"]]
         if not report.get("rows"):
             raise ValueError(f"the {recipe['data']} export of this window has no rows: nothing to train on")
+        train_rows = ((report.get("splits") or {}).get("train") or {}).get("rows", report["rows"])
+        if not train_rows:  # every user of the window hashed to the test side
+            raise ValueError(f"the {recipe['data']} export of this window has no train rows (all {report['rows']} "
+                             "are test users'): nothing to train on; lower export.test_fraction or wait for more users")
         name = steps.unique_name(store, f"{recipe['name']}-{ctx.settings['cycle']}")
         info = train_run(recipe["method"], store=store, base=ctx.settings["config"]["production"], name=name,
                          snapshot=report["snapshot"], config=recipe["config"] or None, max_steps=recipe["max_steps"],
