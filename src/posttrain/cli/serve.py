@@ -58,6 +58,9 @@ def serve_cmd(
                                        help="Admins bypass the per-user limits."),
     auth_failures: int = typer.Option(30, "--auth-failures-per-minute", min=0, envvar="POSTTRAIN_AUTH_FAILURES_PER_MINUTE",
                                       help="Failed key checks per client address per minute before 429 (0: no limit)."),
+    workers: int = typer.Option(1, "--workers", min=0, envvar="POSTTRAIN_WORKERS",
+                                help="Server processes on this port and store (0: one per CPU core). "
+                                     "Each loads its own copy of the default model; see docs/scale.md."),
     docs: bool = typer.Option(False, "--docs", help="Serve Swagger UI at /docs (it loads its assets from a CDN)."),
     demo_admin: bool = typer.Option(False, "--demo-admin",
                                     help="Print a fresh key for the admin 'demo-admin' (created once; the old key stops working)."),
@@ -65,6 +68,7 @@ def serve_cmd(
     """Serve the web page at /, the OpenAI-compatible API at /v1, feedback at /v1/feedback."""
     from posttrain.serve.app import DEFAULT_SYSTEM_PROMPT, serve
     from posttrain.serve.scheduler import Limits
+    from posttrain.serve.workers import default_workers
 
     store = _open_store(db)  # fail early, in one line, on a bad --db; also runs the migrations
     try:
@@ -85,7 +89,7 @@ def serve_cmd(
     try:
         serve(host=host, port=port, db=db, model=model, limits=limits, docs=docs,
               system_prompt=DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt,
-              auth_failures_per_minute=auth_failures)
+              auth_failures_per_minute=auth_failures, workers=workers or default_workers())
     except ValueError as exc:  # unknown model
         fail(str(exc))
     except OSError as exc:  # port in use, unreachable database host...

@@ -3,10 +3,11 @@ per-user personalization, and the web page.
 
     app = create_app(Store.open(url))          # in-process (tests, embedding)
     serve("127.0.0.1", 8000, db=url)           # what `posttrain serve` runs
+    serve("0.0.0.0", 8000, db=url, workers=2)  # `posttrain serve --workers 2` (serve/workers.py)
 
-One process, one event loop: handlers are async, model generation and database reads run in
-worker threads, and every write goes through the store's group-commit writer (a 2xx is sent only
-after its write is committed).
+Each server process has one event loop: handlers are async, model generation and database reads
+run in worker threads, and every write goes through the store's group-commit writer (a 2xx is
+sent only after its write is committed). Several processes (and hosts) may serve one store.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
     app.state.auth_failures = AuthFailures(auth_failures_per_minute)
     app.state.keys = KeyCache(store)
     app.state.feedback = FeedbackService(store)
-    app.state.personalization = PersonalizationCache()
+    app.state.personalization = PersonalizationCache(store)
     app.state.generation_pool = ThreadPoolExecutor(max_workers=GENERATION_THREADS, thread_name_prefix="posttrain-gen")
     errors.install(app)
 
@@ -126,11 +127,12 @@ def _exit_cleanly_on_sigterm() -> None:
 
 
 def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = None,
-                  load: bool = True) -> threading.Event:
+                  load: bool | None = True) -> threading.Event:
     """Resolve the default model and convert the embedded one if this is its first use (~30 s,
-    once), then load its weights: now (`load=True`) or in a background thread. Returns an event
-    set once the weights are loaded; a chat request arriving before waits only for the rest of
-    that load. Raises ValueError for an unknown or broken model."""
+    once), then load its weights: now (`load=True`), in a background thread (`load=False`), or
+    not at all (`load=None`: the parent of several worker processes, which each load their
+    own). Returns an event set once the weights are loaded; a chat request arriving before
+    waits only for the rest of that load. Raises ValueError for an unknown or broken model."""
     from posttrain.models.registry import get_model, load_backend
 
     try:
@@ -146,6 +148,9 @@ def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = 
             say("Converting the embedded model SmolLM2-135M-Instruct to safetensors (once, ~30 s)...")
         _ = backend.model_dir  # converts the embedded model on its first use
     ready = threading.Event()
+    if load is None:
+        ready.set()
+        return ready
 
     def warm() -> None:
         try:
@@ -166,10 +171,11 @@ def prepare_model(store: Store, model: str, say: Callable[[str], None] | None = 
 def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
           model: str | None = None, log_level: str = "warning", *, limits: Limits | None = None,
           system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, docs: bool = False,
-          auth_failures_per_minute: int = 30) -> None:
-    """Run the server in this process until interrupted: migrate the store, register the
-    built-in models, load the default model, print the URL, serve with uvicorn. Raises
-    ValueError for an unknown model; opening the store raises what SQLAlchemy raises."""
+          auth_failures_per_minute: int = 30, workers: int = 1) -> None:
+    """Run the server until interrupted: migrate the store, register the built-in models, load
+    the default model, print the URL, serve with uvicorn; in this process (`workers=1`) or in
+    `workers` processes supervised by this one (serve/workers.py). Raises ValueError for an
+    unknown model; opening the store raises what SQLAlchemy raises."""
     import uvicorn
 
     from posttrain.models.registry import ensure_default_models
@@ -178,9 +184,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
     try:
         ensure_default_models(store)
         model = model or DEFAULT_MODEL
+        say = lambda line: print(line, flush=True)  # noqa: E731
+        if workers > 1:
+            _serve_workers(store, host, port, db, model, log_level, limits, system_prompt, docs,
+                           auth_failures_per_minute, workers, say)
+            return
         # Convert now (before the URL), load the weights while the server starts: liveness and
         # feedback need no model, and a server on a busy machine still comes up at once.
-        ready = prepare_model(store, model, say=lambda line: print(line, flush=True), load=False)
+        ready = prepare_model(store, model, say=say, load=False)
         app = create_app(store, default_model=model, limits=limits, system_prompt=system_prompt, docs=docs,
                          auth_failures_per_minute=auth_failures_per_minute)
         app.state.model_ready = ready
@@ -201,3 +212,23 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
         server.run(sockets=[sock])
     finally:
         store.close()
+
+
+def _serve_workers(store: Store, host: str, port: int, db: str | None, model: str, log_level: str,
+                   limits: Limits | None, system_prompt: str | None, docs: bool,
+                   auth_failures_per_minute: int, workers: int, say: Callable[[str], None]) -> None:
+    """The parent of `workers` server processes: convert the model once, bind, supervise."""
+    import dataclasses
+
+    from posttrain.serve.workers import WorkerSettings, run_workers
+
+    prepare_model(store, model, say=say, load=None)  # each worker loads its own weights
+    url = store.engine.url.render_as_string(hide_password=True)
+    store.close()  # the parent keeps no connection: the workers open their own
+    settings = WorkerSettings(db=db, model=model, system_prompt=system_prompt, docs=docs,
+                              auth_failures_per_minute=auth_failures_per_minute,
+                              limits=dataclasses.asdict(limits or Limits()))
+    sock = _bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    say(f"posttrain serving http://{shown}:{sock.getsockname()[1]}/ (model {model}, store {url}, {workers} worker processes)")
+    run_workers(workers, settings, sock, log_level=log_level, h11_max_incomplete_event_size=errors.MAX_HEADER_BYTES)
