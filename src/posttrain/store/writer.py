@@ -1,8 +1,9 @@
 """Group commit: one thread owns all writes, many requests share one transaction.
 
 A request hands the writer a function of a Session and waits for its result. The writer drains
-everything queued (up to `max_batch`), runs each function in its own savepoint (so one bad
-write fails alone), commits once, and only then resolves the waiting futures. So a caller that
+everything queued (up to `max_batch`), runs the functions in one transaction, commits once, and
+only then resolves the waiting futures; if one of them raises, the batch is rolled back and run
+again with each function in its own savepoint, so one bad write fails alone. So a caller that
 got a result knows its write is committed: the server answers 2xx only after that. Under load
 many writes share one commit (one fsync of the WAL), which is where the throughput comes from.
 """
@@ -95,12 +96,40 @@ class BatchWriter:
                         self._commit([item])
 
     def _commit(self, batch: list[tuple[Callable, concurrent.futures.Future]]) -> None:
+        live = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        if not live:
+            return
+        # Optimistic first: the whole batch in one plain transaction. A savepoint per write is
+        # two more statements each (a tenth of the writer's time per proxied chat exchange),
+        # and is only needed when a write fails; then the batch is rolled back and rerun with
+        # one savepoint per write, so the failing one fails alone. (Write functions only touch
+        # the session, so rerunning one after a rollback is safe.)
+        if len(live) > 1 and self._run_plain(live):
+            return
+        self._run_savepoints(live)
+
+    def _run_plain(self, batch: list[tuple[Callable, concurrent.futures.Future]]) -> bool:
+        """Run and commit the batch in one transaction; False (nothing committed, nothing
+        resolved) if any write raised or the commit failed."""
+        results: list[Any] = []
+        try:
+            with self._sessions() as session, session.begin():
+                for fn, _fut in batch:
+                    results.append(fn(session))
+                session.flush()
+        except Exception:
+            return False
+        self.commits += 1
+        self.writes += len(batch)
+        for (_fn, fut), value in zip(batch, results):
+            fut.set_result(value)
+        return True
+
+    def _run_savepoints(self, batch: list[tuple[Callable, concurrent.futures.Future]]) -> None:
         outcomes: list[tuple[concurrent.futures.Future, bool, Any]] = []
         try:
             with self._sessions() as session, session.begin():
                 for fn, fut in batch:
-                    if not fut.set_running_or_notify_cancel():
-                        continue
                     try:
                         # A single item needs no savepoint: its failure rolls back the whole
                         # (one-item) transaction anyway.
@@ -117,8 +146,8 @@ class BatchWriter:
                         outcomes.append((fut, False, exc))
         except Exception as exc:
             # The commit itself failed (or a lone write raised): nobody's write is durable.
-            for fn, fut in batch:
-                if fut.running():
+            for _fn, fut in batch:
+                if not fut.done():
                     fut.set_exception(exc)
             return
         self.commits += 1
