@@ -1,13 +1,16 @@
 """Sticky routing for the chat endpoint, cached per process.
 
 `route` runs on every chat request, on the event loop, so its usual path touches no database:
-the active experiments are cached per store, and the cache is checked against the one-row
-`experiments_version` table at most every REFRESH_S seconds (a primary-key read). A change made
-anywhere (the CLI, another server) bumps that version in the same transaction, so every server
-follows it within REFRESH_S; a change made in this process applies at once.
+the active experiments are cached per store, and checked on every request against the
+"experiments" topic of store/invalidation.py (a memory read on PostgreSQL, `PRAGMA
+data_version` on SQLite). A change made anywhere (the CLI, another server process or host)
+bumps that topic in the same transaction, so every server follows it from its next request
+once the change is visible to it (docs/scale.md gives the bound per database); a change made
+in this process applies at once.
 
-The same refresh also schedules the guardrail check of each running experiment every
-`check_seconds`, in a background thread: automatic rollback needs no separate daemon.
+Every GUARD_S seconds the route also schedules the guardrail check of each running experiment
+that is due (every `check_seconds`), in a background thread: automatic rollback needs no
+separate daemon.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from typing import Any
 
 from posttrain.store._store import Store
 
-REFRESH_S = 0.25
+GUARD_S = 0.25  # how often route() looks for a due guardrail check
 log = logging.getLogger("posttrain.experiments")
 
 
 class _Routes:
     def __init__(self) -> None:
         self.version: int | None = None
-        self.checked = float("-inf")
+        self.guarded = float("-inf")
+        self.failed = float("-inf")
         self.by_baseline: dict[str, dict[str, Any]] = {}
         self.last_guard: dict[str, float] = {}
         self.guarding = threading.Lock()
@@ -47,25 +51,22 @@ def invalidate(store: Store) -> None:
     """Reread the experiments on the next request (called after a change in this process)."""
     r = _routes.get(store)
     if r is not None:
-        r.checked = float("-inf")
         r.version = None
+        r.failed = float("-inf")
 
 
-def _refresh(store: Store, r: _Routes, now: float) -> None:
+def _refresh(store: Store, r: _Routes, version: int) -> bool:
     from posttrain.store import experiments as q
 
-    r.checked = now
     try:
         with store.session() as s:
-            v = q.version(s)
-            if v == r.version:
-                return
             active = q.active_experiments(s)
     except Exception:  # e.g. a store not yet migrated to 0002: no experiments, never a failed chat
         log.exception("could not read the experiments; routing unchanged")
-        return
-    r.version = v
+        return False
+    r.version = version
     r.by_baseline = {e["baseline"]: e for e in active}
+    return True
 
 
 def _guard(store: Store, r: _Routes, now: float) -> None:
@@ -97,14 +98,20 @@ def _guard(store: Store, r: _Routes, now: float) -> None:
 
 def route(store: Store, user_id: str, requested_model: str) -> tuple[str, dict[str, Any] | None]:
     """(model to use, assignment to log on the completion, or None when no experiment applies)."""
+    from posttrain.store import invalidation
+    from posttrain.store.experiments import EXPERIMENTS_TOPIC
+
     r = _routes.get(store)
     if r is None:
         r = _routes.setdefault(store, _Routes())
+    version = invalidation.watcher(store).version(EXPERIMENTS_TOPIC)
     now = time.monotonic()
-    if now - r.checked > REFRESH_S:
-        _refresh(store, r, now)
-        if r.by_baseline:
-            _guard(store, r, now)
+    if version != r.version and now - r.failed >= GUARD_S:
+        if not _refresh(store, r, version):
+            r.failed = now  # retried after GUARD_S, not on every request
+    if r.by_baseline and now - r.guarded > GUARD_S:
+        r.guarded = now
+        _guard(store, r, now)
     exp = r.by_baseline.get(requested_model)
     if exp is None:
         return requested_model, None

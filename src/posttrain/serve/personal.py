@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from posttrain.serve.auth import current_user
 from posttrain.serve.errors import ApiError
 from posttrain.serve.schemas import ConsentIn, InstructionsIn, MemoryIn
+from posttrain.store import invalidation
 from posttrain.store import personal as personal_queries
 from posttrain.store import users as user_queries
 from posttrain.store.users import UserInfo
@@ -28,37 +29,54 @@ router = APIRouter(tags=["me"])
 MAX_MEMORY_ITEMS = 50
 MAX_MEMORY_CHARS = 4000
 
-# Seconds a cached personalization may be served before it is read again. Changes made through
-# this process apply at once (they invalidate); the TTL bounds how long a change made through
-# another server process sharing the store can go unseen.
-PERSONALIZATION_TTL = 2.0
+# Every change to custom instructions or memory bumps this store/invalidation.py topic in its
+# own transaction; every process's cache drops its entries when the topic moved, so a change made
+# through any server process or host is used from that process's next request once visible to
+# it (docs/scale.md). The TTL is only a backstop.
+PERSONAL_TOPIC = "personal"
+PERSONALIZATION_TTL = 60.0
 
 
 class PersonalizationCache:
-    """user id -> (custom instructions, memory texts) in effect, kept for `ttl` seconds.
+    """user id -> (custom instructions, memory texts) in effect.
 
     The chat path read both on every request (18 % of the server's CPU per proxied exchange).
     Usage: `got = cache.get(uid)`; on a miss take `token = cache.token()` before reading the
     store and `cache.put(uid, value, token)` after: a put is dropped when any invalidation
-    happened in between, so a read that raced a change cannot re-cache the old value.
+    happened in between, so a read that raced a change cannot re-cache the old value. With a
+    `store`, the cache also follows the "personal" topic (changes made by other processes).
     """
 
-    def __init__(self, ttl: float = PERSONALIZATION_TTL, size: int = 10_000) -> None:
+    def __init__(self, store: Any = None, ttl: float = PERSONALIZATION_TTL, size: int = 10_000) -> None:
         self.ttl = ttl
         self.size = size
         self._entries: dict[str, tuple[float, str | None, tuple[str, ...]]] = {}
         self._changes = 0  # bumped by every invalidation
         self._lock = threading.Lock()
+        self._watch = invalidation.watcher(store) if store is not None else None
+        self._version = self._watch.version(PERSONAL_TOPIC) if self._watch is not None else 0
+
+    def _follow(self) -> None:
+        """Drop everything when another process (or this one) changed someone's settings."""
+        if self._watch is None:
+            return
+        version = self._watch.version(PERSONAL_TOPIC)
+        if version != self._version:
+            with self._lock:
+                self._changes += 1
+                self._entries.clear()
+                self._version = version
 
     def get(self, user_id: str) -> tuple[str | None, list[str]] | None:
         """The cached (instructions, memory) for the user, or None when absent or expired."""
+        self._follow()
         entry = self._entries.get(user_id)
         if entry is None or time.monotonic() - entry[0] >= self.ttl:
             return None
         return entry[1], list(entry[2])
 
     def token(self) -> int:
-        """Take before reading the store; pass to put()."""
+        """Take before reading the store (right after get()); pass to put()."""
         return self._changes
 
     def put(self, user_id: str, value: tuple[str | None, list[str]], token: int) -> None:
@@ -75,6 +93,12 @@ class PersonalizationCache:
         with self._lock:
             self._changes += 1
             self._entries.pop(user_id, None)
+
+
+def _bumped(session: Any, result: Any) -> Any:
+    """Write function part: bump the "personal" topic after a change; returns `result`."""
+    invalidation.bump(session, PERSONAL_TOPIC)
+    return result
 
 
 def _me(user: UserInfo) -> dict[str, Any]:
@@ -113,7 +137,8 @@ async def get_instructions(request: Request, user: UserInfo = Depends(current_us
 @router.put("/v1/me/instructions", summary="Set custom instructions (empty string clears)")
 async def put_instructions(request: Request, body: InstructionsIn, user: UserInfo = Depends(current_user)) -> dict[str, str]:
     text = body.text.strip()
-    await request.app.state.store.awrite(lambda s: personal_queries.add_instructions(s, user.id, text))
+    await request.app.state.store.awrite(lambda s: (personal_queries.add_instructions(s, user.id, text),
+                                                    invalidation.bump(s, PERSONAL_TOPIC)))
     request.app.state.personalization.invalidate(user.id)
     return {"text": text}
 
@@ -127,8 +152,8 @@ async def get_memory(request: Request, user: UserInfo = Depends(current_user)) -
              responses={409: {"description": "memory is full (at most 50 facts, 4000 characters)"}})
 async def post_memory(request: Request, body: MemoryIn, user: UserInfo = Depends(current_user)) -> dict[str, Any]:
     try:
-        added = await request.app.state.store.awrite(lambda s: personal_queries.add_memory(
-            s, user.id, body.text, max_items=MAX_MEMORY_ITEMS, max_chars=MAX_MEMORY_CHARS))
+        added = await request.app.state.store.awrite(lambda s: _bumped(s, personal_queries.add_memory(
+            s, user.id, body.text, max_items=MAX_MEMORY_ITEMS, max_chars=MAX_MEMORY_CHARS)))
     except personal_queries.MemoryFull as exc:
         raise ApiError(409, str(exc)) from exc
     request.app.state.personalization.invalidate(user.id)
@@ -143,7 +168,7 @@ async def delete_memory(
     request: Request, memory_id: str = Path(max_length=200), user: UserInfo = Depends(current_user)
 ) -> Response:
     deleted = await request.app.state.store.awrite(
-        lambda s: personal_queries.delete_memory(s, user.id, memory_id)
+        lambda s: _bumped(s, personal_queries.delete_memory(s, user.id, memory_id))
     )
     request.app.state.personalization.invalidate(user.id)
     if not deleted:

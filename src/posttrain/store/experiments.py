@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from posttrain.ids import new_id
 from posttrain.store.schema import Completion, EvalRun, FeedbackEvent
-from posttrain.store.schema_experiments import ArenaModel, Experiment, ExperimentEvent, ExperimentsVersion
+from posttrain.store.schema_experiments import ArenaModel, Experiment, ExperimentEvent
 
 __all__ = [
     "ACTIVE", "DuplicateExperiment", "active_experiments", "add_event", "arena_record", "bump_version",
@@ -41,14 +41,23 @@ def _exp(e: Experiment) -> dict[str, Any]:
             "created_at": _aware(e.created_at), "ended_at": _aware(e.ended_at)}
 
 
+EXPERIMENTS_TOPIC = "experiments"  # store/invalidation.py topic bumped by every change
+
+
 def version(session: Session) -> int:
     """The experiments version (bumped by every change); one primary-key read."""
-    return session.scalar(select(ExperimentsVersion.version).where(ExperimentsVersion.id == 1)) or 0
+    from posttrain.store import invalidation
+
+    return invalidation.current(session, EXPERIMENTS_TOPIC)
 
 
 def bump_version(session: Session) -> None:
-    session.execute(update(ExperimentsVersion).where(ExperimentsVersion.id == 1)
-                    .values(version=ExperimentsVersion.version + 1))
+    """Write function part: every process routing A/B traffic rereads the experiments once the
+    caller's transaction commits (store/invalidation.py; the `experiments_version` table of
+    migration 0002 is no longer used)."""
+    from posttrain.store import invalidation
+
+    invalidation.bump(session, EXPERIMENTS_TOPIC)
 
 
 def insert_experiment(session: Session, **row: Any) -> dict[str, Any]:
