@@ -68,10 +68,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (Linux /proc)."""
+def _own_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                kids = [int(x) for x in task.read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process and of its live descendants (a server with
+    several worker processes counts them all; Linux /proc)."""
+    total = _own_cpu(pid)
+    for child in _descendants(pid):
+        try:
+            total += _own_cpu(child)
+        except OSError:  # exited meanwhile
+            pass
+    return total
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:

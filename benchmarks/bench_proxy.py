@@ -1,16 +1,28 @@
-"""Chat proxy overhead: an OpenAI-compatible upstream called directly vs through posttrain.
+"""Chat proxy overhead: an OpenAI-compatible upstream called directly, through a bare
+pass-through proxy (the floor), and through posttrain at 1, 2, 4... worker processes.
 
-    .venv/bin/python benchmarks/bench_proxy.py [--delay-ms 500 50 0] [--seconds 10] [--connections 16]
+    .venv/bin/python benchmarks/bench_proxy.py [--delay-ms 50 0] [--workers 1 2] [--seconds 10]
+        [--connections 16] [--db URL] [--profile DIR]
 
 The upstream is a fake OpenAI-compatible server in its own process: a raw asyncio protocol
 that answers every POST with the same short chat.completion after `--delay-ms` (0 = as fast as
 it can; a positive delay stands for the model's generation time). No model runs: the point is
-what posttrain adds. posttrain runs as the real `posttrain serve --model upstream`, with the
-upstream registered as a model of backend `openai`, so every proxied request also resolves the
-user, creates a conversation and commits the exchange (completion row + transcript) before it
-answers. The same wrk load (closed loop, `--connections` keep-alive connections) goes to the
-upstream and then through posttrain; the figures are the throughput ratio and the added p50/p99
-latency. Target: <= 5 % throughput loss.
+what posttrain adds.
+
+The floor is the least a Python gateway can do: FastAPI + an httpx.AsyncClient, parsing the
+body and forwarding it, with no auth and no logging, run by uvicorn as `posttrain serve` runs.
+posttrain runs as the real `posttrain serve --model upstream --workers N`, with the upstream
+registered as a model of backend `openai`, so every proxied request also resolves the user,
+creates a conversation and commits the exchange (completion row + transcript) before it answers.
+The per-user fair-share limits are turned off (`--user-concurrency 0 --user-tokens-per-minute
+0`): the load is one user with 16 connections, which those limits exist to stop.
+
+The same wrk load (closed loop, `--connections` keep-alive connections) goes to each in turn;
+the figures are the throughput kept (% of direct), the added p50/p99 latency, and the server
+CPU per request (all of a server's processes counted) as a multiple of the floor's. Targets
+(issue 13): CPU per logged exchange <= 1.5x the floor's; >= 95 % of direct throughput at
+--workers 2 and a 50 ms upstream. `--profile DIR` records a py-spy profile of each posttrain
+phase (pip install py-spy) and prints its top functions.
 """
 
 from __future__ import annotations
@@ -25,6 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _load  # noqa: E402
+from fastapi import Request  # noqa: E402  (module level: the floor's route annotations resolve here)
+from fastapi.responses import JSONResponse  # noqa: E402
 
 _ANSWER = json.dumps({
     "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "fake",
@@ -88,14 +102,90 @@ def _chat_script(key: str | None, model: str) -> str:
     return _load.wrk_post_script("/v1/chat/completions", headers, body)
 
 
-def measure(delay_ms: float, args: argparse.Namespace) -> tuple[_load.LoadResult, _load.LoadResult]:
+def bare_app(upstream_url: str):  # noqa: ANN201
+    """The floor: a pass-through proxy with FastAPI + httpx, no auth, no logging."""
+    import httpx
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    client = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        r = await client.post(upstream_url, json=body)
+        return JSONResponse(r.json(), status_code=r.status_code)
+
+    return app
+
+
+def run_bare(port: int, upstream_port: int) -> None:
+    import gc
+
+    import uvicorn
+
+    app = bare_app(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
+    gc.collect()  # as `posttrain serve` does
+    gc.freeze()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _profiled(pid: int, seconds: float, out: Path):  # noqa: ANN202
+    """Start py-spy on `pid` and its worker processes for `seconds` (collapsed stacks)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
+                             "--gil", "--rate", "200", "--duration", str(int(seconds)), "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_functions(collapsed: Path, n: int = 15) -> list[str]:
+    """The functions holding the most samples (inclusive and self) of a py-spy raw profile."""
+    from collections import Counter
+
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        total += c
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f
+                  for f in stack.split(";")[1:]]  # drop the process/thread frame
+        for f in set(frames):
+            inclusive[f] += c
+        if frames:
+            own[frames[-1]] += c
+    lines = [f"    {total} samples; top by inclusive share:"]
+    lines += [f"      {100 * c / total:5.1f} %  {f}" for f, c in inclusive.most_common(n)]
+    lines += ["    top by self share:"]
+    lines += [f"      {100 * c / total:5.1f} %  {f}" for f, c in own.most_common(n)]
+    return lines
+
+
+def _start_posttrain(url: str, port: int, model: str, workers: int):  # noqa: ANN202
+    exe = Path(sys.executable).with_name("posttrain")
+    return _load.spawn([str(exe), "serve", "--db", url, "--port", str(port), "--model", model,
+                        "--workers", str(workers), "--user-concurrency", "0", "--user-tokens-per-minute", "0"], port)
+
+
+def measure(delay_ms: float, args: argparse.Namespace) -> dict[str, _load.LoadResult]:
     from posttrain.models.registry import register_model
     from posttrain.store import Store
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-proxy-")
     url = args.db or f"sqlite:///{tmp.name}/store.db"
-    up_port, pt_port = _load.free_port(), _load.free_port()
+    up_port, bare_port = _load.free_port(), _load.free_port()
     upstream = _load.spawn([sys.executable, __file__, "--upstream-only", str(up_port), str(delay_ms)], up_port)
+    bare = _load.spawn([sys.executable, __file__, "--bare-only", str(bare_port), str(up_port)], bare_port)
     key, _ = _load.seed(url)
     store = Store.open(url)
     from posttrain.ids import new_id
@@ -103,43 +193,79 @@ def measure(delay_ms: float, args: argparse.Namespace) -> tuple[_load.LoadResult
     name = f"upstream-{delay_ms:g}ms-{new_id()[-6:].lower()}"  # unique on a reused --db
     register_model(store, name, "openai", {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "fake"})
     store.close()
-    exe = Path(sys.executable).with_name("posttrain")
-    proxy = _load.spawn([str(exe), "serve", "--db", url, "--port", str(pt_port), "--model", name], pt_port)
+    path = "/v1/chat/completions"
+    results: dict[str, _load.LoadResult] = {}
+
+    def phase(label: str, port: int, k: str | None, pid: int, profile: str | None = None) -> _load.LoadResult:
+        _load.run_wrk("warm-up", f"http://127.0.0.1:{port}{path}", _chat_script(k, name), args.connections, 2)
+        spy = out = None
+        if profile and args.profile:
+            out = Path(args.profile) / f"{profile}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            spy = _profiled(pid, args.seconds, out)
+        r = _load.run_wrk(label, f"http://127.0.0.1:{port}{path}", _chat_script(k, name), args.connections,
+                          args.seconds, pid)
+        print(r.line(), flush=True)
+        if spy is not None:
+            spy.wait(timeout=60)
+            if out.exists():
+                print("\n".join(top_functions(out)), flush=True)
+        results[label] = r
+        return r
+
     try:
-        for port, k in ((up_port, None), (pt_port, key)):  # warm both (connections, caches)
-            _load.run_wrk("warm-up", f"http://127.0.0.1:{port}/v1/chat/completions", _chat_script(k, name),
-                          args.connections, 2)
-        direct = _load.run_wrk(f"upstream direct ({delay_ms:g} ms)", f"http://127.0.0.1:{up_port}/v1/chat/completions",
-                               _chat_script(None, name), args.connections, args.seconds, upstream.pid)
-        print(direct.line())
-        proxied = _load.run_wrk(f"through posttrain ({delay_ms:g} ms)", f"http://127.0.0.1:{pt_port}/v1/chat/completions",
-                                _chat_script(key, name), args.connections, args.seconds, proxy.pid)
-        print(proxied.line())
+        direct = phase(f"upstream direct ({delay_ms:g} ms)", up_port, None, upstream.pid)
+        floor = phase("bare proxy (floor)", bare_port, None, bare.pid, profile=f"bare-{delay_ms:g}ms")
+        bare.terminate()
+        bare.wait(timeout=30)
+        for workers in args.workers:
+            pt_port = _load.free_port()
+            proxy = _start_posttrain(url, pt_port, name, workers)
+            try:
+                phase(f"posttrain --workers {workers}", pt_port, key, proxy.pid,
+                      profile=f"posttrain-w{workers}-{delay_ms:g}ms")
+            finally:
+                proxy.terminate()
+                proxy.wait(timeout=30)
     finally:
-        for p in (proxy, upstream):
-            p.terminate()
-            p.wait(timeout=30)
+        for p in (bare, upstream):
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
         tmp.cleanup()
-    loss = 100 * (1 - proxied.rps / direct.rps)
-    print(f"  throughput through posttrain: {100 * proxied.rps / direct.rps:.1f} % of direct (loss {loss:.1f} %);"
-          f" added latency p50 {proxied.p50 - direct.p50:+.2f} ms, p99 {proxied.p99 - direct.p99:+.2f} ms;"
-          f" posttrain CPU per request {1000 * proxied.server_cpu / max(proxied.requests, 1):.2f} ms")
-    return direct, proxied
+
+    def per_req(r: _load.LoadResult) -> float:
+        return 1000 * r.server_cpu / max(r.requests, 1)
+
+    print(f"  bare proxy: {100 * floor.rps / direct.rps:.1f} % of direct, {per_req(floor):.2f} ms CPU per request")
+    for label, r in results.items():
+        if not label.startswith("posttrain"):
+            continue
+        print(f"  {label}: {100 * r.rps / direct.rps:.1f} % of direct (bare proxy {100 * floor.rps / direct.rps:.1f} %);"
+              f" added latency p50 {r.p50 - direct.p50:+.2f} ms, p99 {r.p99 - direct.p99:+.2f} ms;"
+              f" CPU per logged exchange {per_req(r):.2f} ms = {per_req(r) / per_req(floor):.2f}x the bare proxy's")
+    return results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--delay-ms", type=float, nargs="+", default=[500, 50, 0],
+    ap.add_argument("--delay-ms", type=float, nargs="+", default=[50],
                     help="upstream answer delays to measure (stand-in for generation time)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="posttrain worker processes to measure")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--db", help="store URL (default: a fresh SQLite file per delay)")
+    ap.add_argument("--profile", metavar="DIR", help="record a py-spy profile of each proxy phase into DIR")
     ap.add_argument("--upstream-only", nargs=2, metavar=("PORT", "DELAY_MS"), help=argparse.SUPPRESS)
+    ap.add_argument("--bare-only", nargs=2, metavar=("PORT", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.upstream_only:
         run_upstream(int(args.upstream_only[0]), float(args.upstream_only[1]) / 1000)
         return
-    print(f"load average before: {_load.load_average()}")
+    if args.bare_only:
+        run_bare(int(args.bare_only[0]), int(args.bare_only[1]))
+        return
+    print(f"load average before: {_load.load_average()}  store: {(args.db or 'sqlite (temp file)').split('?')[0]}")
     for delay in args.delay_ms:
         measure(delay, args)
     print(f"load average after: {_load.load_average()}")
