@@ -1,0 +1,80 @@
+"""The local backend's own token loop: one prefill, then one token per step, no `generate()`.
+
+It chooses tokens exactly as transformers' `generate()` does for the parameters posttrain
+passes (greedy argmax; or temperature, then top-p, then softmax and `torch.multinomial` over the
+whole batch each step, so a seed draws the same random numbers), and leaves stopping to the
+caller, who simply stops iterating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from posttrain.models._llama_step import LlamaStep, supports
+from posttrain.models.base import DecodingParams
+
+# Generation-config fields that only name tokens or limits we handle ourselves, or say nothing
+# about how tokens are chosen. Anything else (a repetition penalty, banned words, a minimum
+# length...) is something generate() honours and this loop does not: such a model falls back.
+_NEUTRAL_FIELDS = {
+    "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "do_sample", "temperature",
+    "top_p", "top_k", "max_length", "max_new_tokens", "use_cache", "output_attentions",
+    "output_hidden_states", "output_scores", "output_logits", "return_dict_in_generate",
+    "transformers_version", "_from_model_config", "cache_implementation",
+}
+
+
+def fast_step(model: Any) -> LlamaStep | None:
+    """A LlamaStep for `model`, or None when the loop cannot reproduce generate() for it."""
+    from transformers import GenerationConfig
+
+    if not supports(model):
+        return None
+    defaults = GenerationConfig().to_dict()
+    extra = {k for k, v in model.generation_config.to_dict().items()
+             if k not in _NEUTRAL_FIELDS and v != defaults.get(k, v)}
+    return None if extra else LlamaStep(model)
+
+
+def choose(logits: torch.Tensor, params: DecodingParams) -> torch.Tensor:
+    """Next token per row from fp32 logits [batch, vocab], as generate() picks it (top_k off)."""
+    if params.temperature == 0:
+        return logits.argmax(dim=-1)
+    scores = logits / params.temperature if params.temperature != 1.0 else logits
+    if params.top_p < 1.0:
+        # transformers' TopPLogitsWarper: drop the low tail whose mass is <= 1 - top_p, keep >= 1.
+        sorted_logits, sorted_idx = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - params.top_p)
+        remove[..., -1:] = False
+        scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), float("-inf"))
+    return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+
+
+def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: DecodingParams) -> Iterator[list[int]]:
+    """Yield each step's next token for every row of the left-padded batch, up to
+    max_new_tokens steps. Rows the caller considers finished keep getting tokens (ignored), as
+    in generate(); breaking out of the loop ends it and frees the cache."""
+    batch, width = len(prompts), max(len(p) for p in prompts)
+    total = width + params.max_new_tokens
+    lengths = torch.tensor([len(p) for p in prompts])
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    offset = (width - lengths)[:, None]  # where each row's prompt starts
+    positions = (torch.arange(width)[None, :] - offset).clamp(min=0)  # each row counts from 0
+    key_ok = None
+    if int(lengths.min()) < width:
+        key_ok = torch.ones(batch, total, dtype=torch.bool)
+        key_ok[:, :width] = torch.arange(width)[None, :] >= offset
+    step.start(batch, total, key_ok)
+    try:
+        logits = step.forward(ids, positions)
+        for t in range(params.max_new_tokens):
+            tokens = choose(logits, params)
+            yield tokens.tolist()
+            if t + 1 < params.max_new_tokens:
+                logits = step.forward(tokens[:, None], (lengths + t)[:, None])
+    finally:
+        step.finish()

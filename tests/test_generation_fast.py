@@ -1,0 +1,118 @@
+"""The local backend's own token loop against transformers' generate(): same tokens greedy, same
+samples for a seed, same stops and counts; and the fallback to generate() where the loop does
+not apply. On a tiny random model (padding-sensitive weights) and on the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from posttrain.models.base import DecodingParams
+from posttrain.models.local import LocalBackend
+from test_models_local import sensitive_model_dir  # noqa: F401  (the padding-sensitive tiny model)
+
+# Different lengths on purpose: batches of them are left-padded.
+CONVERSATIONS = [
+    [{"role": "user", "content": "a"}],
+    [{"role": "user", "content": "hello " * 40}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "b c d"}],
+    [{"role": "user", "content": "zz" * 150}],
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}, {"role": "user", "content": "s"}],
+]
+
+
+@pytest.fixture(scope="module")
+def pair(sensitive_model_dir: Path) -> tuple[LocalBackend, LocalBackend]:
+    """The same checkpoint through our loop and through generate()."""
+    fast = LocalBackend(path=str(sensitive_model_dir), batch_size=3)
+    slow = LocalBackend(path=str(sensitive_model_dir), batch_size=3, decoder="generate")
+    fast.tokenizer, slow.tokenizer  # load both
+    assert fast._step is not None and fast._fast and not slow._fast
+    return fast, slow
+
+
+def _same(a, b) -> None:
+    assert [g.text for g in a] == [g.text for g in b]
+    assert [(g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in a] == [
+        (g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in b]
+
+
+@pytest.mark.parametrize("params", [
+    DecodingParams(max_new_tokens=16, temperature=0),
+    DecodingParams(max_new_tokens=16, temperature=1.0, seed=7),
+    DecodingParams(max_new_tokens=16, temperature=0.7, top_p=0.8, seed=11),
+], ids=["greedy", "sample", "sample-top-p"])
+def test_the_loop_chooses_what_generate_chooses(pair, params):
+    fast, slow = pair
+    _same(fast.generate(CONVERSATIONS, params), slow.generate(CONVERSATIONS, params))
+
+
+def test_a_seed_draws_differently_from_another_seed(pair):
+    fast, _ = pair
+    texts = lambda seed: [g.text for g in fast.generate(CONVERSATIONS, DecodingParams(max_new_tokens=8, temperature=1.0, seed=seed))]
+    assert texts(1) == texts(1) != texts(2)
+
+
+def test_stops_and_eos_end_rows_as_generate_does(pair):
+    fast, slow = pair
+    full = slow.generate(CONVERSATIONS, DecodingParams(max_new_tokens=24, temperature=0))
+    # A stop string from the middle of one answer; the other rows run to their own end.
+    stop = full[1].text[len(full[1].text) // 2:][:3]
+    params = DecodingParams(max_new_tokens=24, temperature=0, stop=(stop,))
+    got, want = fast.generate(CONVERSATIONS, params), slow.generate(CONVERSATIONS, params)
+    _same(got, want)
+    assert got[1].finish_reason == "stop" and got[1].completion_tokens < full[1].completion_tokens
+
+
+def test_stream_matches_generate_on_the_loop(pair):
+    fast, slow = pair
+    params = DecodingParams(max_new_tokens=20, temperature=0.9, seed=5)
+    chunks = list(fast.stream(CONVERSATIONS[2], params))
+    want = slow.generate([CONVERSATIONS[2]], params)[0]
+    assert "".join(c.text for c in chunks) == want.text
+    assert (chunks[-1].finish_reason, chunks[-1].completion_tokens) == (want.finish_reason, want.completion_tokens)
+
+
+def test_a_generation_config_the_loop_does_not_honour_falls_back(sensitive_model_dir, tmp_path):
+    """A repetition penalty is applied by generate() and not by the loop: such a model must not
+    take the loop, and still generates what generate() gives."""
+    copy = tmp_path / "penalised"
+    shutil.copytree(sensitive_model_dir, copy)
+    cfg = json.loads((copy / "generation_config.json").read_text())
+    cfg["repetition_penalty"] = 1.5
+    (copy / "generation_config.json").write_text(json.dumps(cfg))
+    backend = LocalBackend(path=str(copy))
+    plain = LocalBackend(path=str(sensitive_model_dir))
+    params = DecodingParams(max_new_tokens=16, temperature=0)
+    got, unpenalised = backend.generate(CONVERSATIONS[:2], params), plain.generate(CONVERSATIONS[:2], params)
+    assert backend._step is None and plain._step is not None
+    assert [g.text for g in got] != [g.text for g in unpenalised]  # the penalty acts
+
+
+def test_decoder_is_validated_and_part_of_the_version(sensitive_model_dir):
+    with pytest.raises(ValueError, match="decoder must be one of auto, generate"):
+        LocalBackend(path=str(sensitive_model_dir), decoder="fast")
+    a = LocalBackend(path=str(sensitive_model_dir)).version()
+    assert a != LocalBackend(path=str(sensitive_model_dir), decoder="generate").version() and len(a) == 16
+
+
+def test_the_real_model_decodes_the_same_tokens_as_generate():
+    """SmolLM2-135M: greedy answers to eight prompts, batched (padded) and alone, token for token
+    what transformers' generate() gives."""
+    fast = LocalBackend(batch_size=8)
+    prompts = ["What is the capital of France?", "Write a haiku about rain.", "Explain gravity to a child.",
+               "List three colours.", "Hi", "Give me a tip for learning to cook.", "What is 2 + 2?",
+               "Describe the water cycle in two sentences."]
+    convs = [[{"role": "user", "content": p}] for p in prompts]
+    params = DecodingParams(max_new_tokens=24, temperature=0)
+    got = fast.generate(convs, params)
+    fast.decoder = "generate"
+    want = fast.generate(convs, params)
+    alone_want = fast.generate(convs[:1], params)
+    fast.decoder = "auto"
+    _same(got, want)
+    _same(fast.generate(convs[:1], params), alone_want)
+    assert "Paris" in got[0].text
