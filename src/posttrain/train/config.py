@@ -39,6 +39,7 @@ class TrainConfig:
     lora_targets: list[str] | str = "all-linear"
     max_length: int = 512  # prompt + answer tokens (SFT/DPO/KTO)
     beta: float | None = None  # DPO/KTO/GRPO KL strength; None: the method's default
+    sft_weight: float = 0.0  # DPO only: weight of the NLL on the chosen answer (TRL's "sft" loss; RPO)
     seed: int = 0
     save_steps: int = 50  # checkpoint interval (steps); a killed run resumes from the last one
     # GRPO only
@@ -119,6 +120,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check_number("temperature", cfg.temperature, integer=False, allow_zero=True)
     if cfg.beta is not None:
         _check_number("beta", cfg.beta, integer=False, allow_zero=True)
+    _check_number("sft_weight", cfg.sft_weight, integer=False, allow_zero=True)
     if cfg.finetune not in ("lora", "full"):
         raise _bad("finetune", "must be 'lora' or 'full'", cfg.finetune)
     targets = cfg.lora_targets

@@ -14,7 +14,10 @@ def trl_config(cfg: TrainConfig, out_dir: Path) -> Any:
     """TRL's DPOConfig for posttrain's config."""
     from trl import DPOConfig
 
-    return DPOConfig(**trl_args(cfg, out_dir), max_length=cfg.max_length, beta=cfg.beta_for("dpo"))
+    # sft_weight > 0 adds the NLL of the chosen answer to the DPO loss (TRL's loss_type list; the
+    # RPO recipe): the chosen answers' style is learned, not only the rejected ones' unlearned.
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.sft_weight]} if cfg.sft_weight else {}
+    return DPOConfig(**trl_args(cfg, out_dir), max_length=cfg.max_length, beta=cfg.beta_for("dpo"), **losses)
 
 
 def build(cfg: TrainConfig, model_dir: Path, tokenizer: Any, rows: list[dict[str, Any]], out_dir: Path,
