@@ -1,12 +1,15 @@
 """Feedback ingest over HTTP on loopback: POST /v1/feedback vs a no-op ceiling, same run.
 
     .venv/bin/python benchmarks/bench_ingest.py [--db URL] [--seconds 10] [--connections 32] [--rate 1000]
+        [--workers 1 2]
 
 The server is the real app (`create_app` on a real store, uvicorn as `posttrain serve` runs it)
 in a process of its own, plus one benchmark-only route, POST /bench/noop: the same Bearer auth
 and JSON body parsing as /v1/feedback, but no validation and no write. Its throughput is the
 ceiling that the framework, the HTTP stack and the load generator allow on this machine; the
-feedback figure is reported as a fraction of it.
+feedback figure is reported as a fraction of it. With `--workers 1 2` each worker count is
+measured in turn, the ceiling and the feedback figure side by side with the same processes
+(serve/workers.py, as `posttrain serve --workers N` runs them).
 
 Phases: (1) closed loop at saturation with wrk, `--connections` keep-alive connections, on the
 no-op route and then on /v1/feedback (thumbs, each with a unique idempotency key, so each is
@@ -50,10 +53,37 @@ def bench_app(url: str):  # noqa: ANN201
     return app
 
 
-def serve(url: str, port: int) -> None:
-    """Run the benchmark app the way `posttrain serve` runs the product app."""
+def worker_app():  # noqa: ANN201
+    """App factory for each worker process (serve/workers.py passes the store URL)."""
+    import os
+
+    from posttrain.serve.workers import ENV
+
+    url = json.loads(os.environ[ENV])["db"]
+    app = bench_app(url)
+    app.router.on_shutdown.append(app.state.store.close)
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def serve(url: str, port: int, workers: int = 1) -> None:
+    """Run the benchmark app the way `posttrain serve [--workers N]` runs the product app."""
+    import os
+
     import uvicorn
 
+    if workers > 1:
+        from posttrain.serve.app import _bind
+        from posttrain.serve.workers import WorkerSettings, run_workers
+
+        # The spawned workers import this module by name.
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent),
+                                                    os.environ.get("PYTHONPATH", "")])
+        settings = WorkerSettings(db=url, model="", system_prompt=None, docs=False,
+                                  auth_failures_per_minute=30, limits={})
+        run_workers(workers, settings, _bind("127.0.0.1", port), app="bench_ingest:worker_app")
+        return
     app = bench_app(url)
     gc.collect()  # as posttrain.serve.app.serve does before serving
     gc.freeze()
@@ -67,17 +97,33 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=float, default=1000, help="open-loop offered events/s")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    ap.add_argument("--serve-only", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1], help="server processes to measure, in turn")
+    ap.add_argument("--serve-only", nargs=3, metavar=("URL", "PORT", "WORKERS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_only:
-        serve(args.serve_only[0], int(args.serve_only[1]))
+        serve(args.serve_only[0], int(args.serve_only[1]), int(args.serve_only[2]))
         return
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ingest-")
     url = args.db or f"sqlite:///{tmp.name}/store.db"
     key, cid = _load.seed(url)
+    print(f"load average before: {_load.load_average()}  store: {url.split('?')[0]}")
+    figures = {}
+    for workers in args.workers:
+        figures[workers] = measure(url, key, cid, workers, args)
+    print(f"load average after: {_load.load_average()}")
+    if args.json:
+        print(json.dumps({w: {r.name: {"rps": round(r.rps), "p50_ms": r.p50, "p99_ms": r.p99, "p999_ms": r.p999,
+                                       "errors": r.errors, "generator_cpu_s": round(r.generator_cpu, 2),
+                                       "server_cpu_s": round(r.server_cpu, 2)}
+                              for r in rs} for w, rs in figures.items()}, indent=2))
+    tmp.cleanup()
+
+
+def measure(url: str, key: str, cid: str, workers: int, args: argparse.Namespace) -> list[_load.LoadResult]:
+    """The ceiling, saturation and open-loop phases against one server with `workers` processes."""
     port = _load.free_port()
-    proc = _load.spawn([sys.executable, __file__, "--serve-only", url, str(port)], port)
+    proc = _load.spawn([sys.executable, __file__, "--serve-only", url, str(port), str(workers)], port)
     run = f"{time.time_ns():x}"  # idempotency keys unique across runs on a reused --db
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
@@ -85,37 +131,32 @@ def main() -> None:
         return '{"completion_id":"%s","kind":"thumbs","value":1,"idempotency_key":"%s-%s-%%d"}' % (cid, run, phase)
 
     base = f"http://127.0.0.1:{port}"
-    print(f"load average before: {_load.load_average()}  store: {url.split('?')[0]}")
+    tag = f" (w{workers})"
+    before = _count(url)
     try:
         _load.run_wrk("warm-up", base + "/bench/noop", _load.wrk_post_script("/bench/noop", headers, body("w")),
                       args.connections, 2, proc.pid)
-        noop = _load.run_wrk("no-op ceiling", base + "/bench/noop",
+        noop = _load.run_wrk("no-op ceiling" + tag, base + "/bench/noop",
                              _load.wrk_post_script("/bench/noop", headers, body("n")),
                              args.connections, args.seconds, proc.pid)
-        print(noop.line())
-        ingest = _load.run_wrk("feedback (saturation)", base + "/v1/feedback",
+        print(noop.line(), flush=True)
+        ingest = _load.run_wrk("feedback (saturation)" + tag, base + "/v1/feedback",
                                _load.wrk_post_script("/v1/feedback", headers, body("s")),
                                args.connections, args.seconds, proc.pid)
-        print(ingest.line())
-        print(f"feedback / no-op ceiling: {100 * ingest.rps / noop.rps:.0f} %")
+        print(ingest.line(), flush=True)
+        print(f"feedback / no-op ceiling with {workers} worker(s): {100 * ingest.rps / noop.rps:.0f} %", flush=True)
         open_body = body("o")
         opened = _load.open_loop(
-            f"feedback @ {args.rate:g}/s", port, "/v1/feedback", {"Authorization": f"Bearer {key}"},
+            f"feedback @ {args.rate:g}/s" + tag, port, "/v1/feedback", {"Authorization": f"Bearer {key}"},
             lambda i: (open_body % i).encode(), args.rate, args.seconds, proc.pid)
-        print(opened.line())
+        print(opened.line(), flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    stored = _count(url)
+    stored = _count(url) - before
     expected = ingest.requests + opened.requests - opened.errors
     print(f"stored events: {stored} (acknowledged by the two feedback phases: >= {expected})")
-    print(f"load average after: {_load.load_average()}")
-    if args.json:
-        print(json.dumps({r.name: {"rps": round(r.rps), "p50_ms": r.p50, "p99_ms": r.p99, "p999_ms": r.p999,
-                                   "errors": r.errors, "generator_cpu_s": round(r.generator_cpu, 2),
-                                   "server_cpu_s": round(r.server_cpu, 2)}
-                          for r in (noop, ingest, opened)}, indent=2))
-    tmp.cleanup()
+    return [noop, ingest, opened]
 
 
 def _count(url: str) -> int:
