@@ -217,3 +217,58 @@ def test_simulate_cli_json_and_errors(served):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "401" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_concurrent_answers_of_an_arm_are_generated_as_one_batch(tiny_model_dir):
+    """The server runs up to `parallel_requests` answers of an arm at once; answers that arrive
+    while the model is busy are generated together, each gets its own answer, and an error
+    reaches every waiter of its batch."""
+    import threading
+    import time
+
+    from posttrain.models.base import DecodingParams
+    from posttrain.simulate import variants
+
+    arm = StyledBackend("plain", path=str(tiny_model_dir))
+    base = variants._base(str(tiny_model_dir))
+    sizes: list[int] = []
+    real = base.generate
+    gate = threading.Event()
+
+    def spy(conversations, params):  # the first call waits, so the others queue behind it
+        sizes.append(len(conversations))
+        if len(sizes) == 1:
+            gate.wait(10)
+        return real(conversations, params)
+
+    base.generate = spy
+    try:
+        params = DecodingParams(max_new_tokens=4, temperature=0.0)
+        prompts = [[{"role": "user", "content": f"Count to {i}."}] for i in range(5)]
+        out: dict[int, str] = {}
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, arm.generate([prompts[i]], params)[0].text))
+                   for i in range(5)]
+        threads[0].start()
+        while not sizes:
+            pass
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(variants._batcher(str(tiny_model_dir)).queue) < 4 and time.monotonic() < deadline:
+            pass
+        gate.set()
+        for t in threads:
+            t.join(30)
+        assert sizes == [1, 4] and sorted(out) == list(range(5))
+        alone = [real([arm._prompt(p)], params)[0].text for p in prompts]
+        assert [out[i] for i in range(5)] == alone  # greedy: batching changes no answer
+
+        def broken(conversations, params):
+            raise RuntimeError("model fell over")
+
+        base.generate = broken
+        with pytest.raises(RuntimeError, match="fell over"):
+            arm.generate([prompts[0]], params)
+        assert not variants._batcher(str(tiny_model_dir)).busy  # the next request is not stuck
+    finally:
+        base.generate = real

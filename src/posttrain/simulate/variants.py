@@ -65,6 +65,63 @@ def _base(path: str | None) -> Any:
         return _shared[key]
 
 
+class _Batcher:
+    """Concurrent answers of one base model, generated together: while the base is busy with a
+    batch, requests queue; the thread that finds it free takes every queued request with the
+    same decoding parameters and generates them as one batch (leader/follower, no timer). On the
+    CPU a batch of 4 costs little more per token than one answer, so simulated users served at
+    once cost about a batch's time, not four answers'."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.cond = threading.Condition()
+        self.queue: list[list[Any]] = []  # [conversation, params, result, error, done]
+        self.busy = False
+
+    def generate(self, conversation: Messages, params: DecodingParams) -> Generation:
+        job: list[Any] = [conversation, params, None, None, False]
+        with self.cond:
+            self.queue.append(job)
+            while not job[4] and self.busy:
+                self.cond.wait()
+            if job[4]:
+                return self._result(job)
+            self.busy = True
+            batch = [j for j in self.queue if j[1] == params]
+            self.queue = [j for j in self.queue if j[1] != params]
+        try:
+            gens = self.base.generate([j[0] for j in batch], params)
+            for j, g in zip(batch, gens):
+                j[2] = g
+        except BaseException as exc:  # every waiter of this batch gets the error
+            for j in batch:
+                j[3] = exc
+        finally:
+            with self.cond:
+                for j in batch:
+                    j[4] = True
+                self.busy = False
+                self.cond.notify_all()
+        return self._result(job)
+
+    @staticmethod
+    def _result(job: list[Any]) -> Generation:
+        if job[3] is not None:
+            raise job[3]
+        return job[2]
+
+
+_batchers: dict[str, _Batcher] = {}
+
+
+def _batcher(path: str | None) -> _Batcher:
+    base = _base(path)
+    with _shared_lock:
+        if (path or "") not in _batchers:
+            _batchers[path or ""] = _Batcher(base)
+        return _batchers[path or ""]
+
+
 def _pick(options: list[str], text: str, salt: str) -> tuple[str, float]:
     """A phrasing and a uniform number in [0, 1), both fixed by the generated text: the same
     answer is always dressed the same way, and different answers vary."""
@@ -75,6 +132,9 @@ def _pick(options: list[str], text: str, salt: str) -> tuple[str, float]:
 @register_backend("styled")
 class StyledBackend:
     """A local model behind an arm's system prompt, temperature and (warm) style layer."""
+
+    # The server may run this many of an arm's answers at once; they are batched (_Batcher).
+    parallel_requests = 8
 
     def __init__(self, style: str = "plain", path: str | None = None, name: str = "styled",
                  temperature: float | None = None, praise: float = 0.85, offer: float = 0.85) -> None:
@@ -115,7 +175,11 @@ class StyledBackend:
         return body
 
     def generate(self, conversations: list[Messages], params: DecodingParams) -> list[Generation]:
-        gens = _base(self.path).generate([self._prompt(c) for c in conversations], self._params(params))
+        p = self._params(params)
+        if len(conversations) == 1:  # one answer (the server's case): batched with concurrent ones
+            gens = [_batcher(self.path).generate(self._prompt(conversations[0]), p)]
+        else:
+            gens = _base(self.path).generate([self._prompt(c) for c in conversations], p)
         return [replace(g, text=self.dress(g.text)) for g in gens]
 
     def stream(self, conversation: Messages, params: DecodingParams) -> Iterator[StreamChunk]:
