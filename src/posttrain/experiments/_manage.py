@@ -44,7 +44,7 @@ def start(store: Store, name: str, *, baseline: str, candidate: str, fraction: f
           margins: dict[str, float] | None = None, alpha: float = DEFAULT_ALPHA,
           check_seconds: float = DEFAULT_CHECK_SECONDS, actor: str | None = None) -> dict[str, Any]:
     """Route `fraction` of `baseline`'s users (sticky) to `candidate`. Takes effect on running
-    servers within their refresh interval (no restart). ValueError/KeyError for bad input."""
+    servers from their next request (no restart; docs/scale.md gives the bound). ValueError/KeyError for bad input."""
     from posttrain.models.registry import get_model
 
     if not 0.0 < fraction < 1.0:

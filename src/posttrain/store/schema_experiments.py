@@ -4,8 +4,8 @@
 - experiment_events: what happened to it (started, checked, promoted, rolled back, stopped),
   who or what did it, and the figures the decision saw. Assignments are logged on each
   completion (completions.params["experiment"]), not here: one write per chat, as before.
-- experiments_version: one row bumped in every transaction that changes an experiment, so each
-  server process refreshes its routing cache with one tiny read instead of rereading them all.
+- experiments_version: no longer used (kept because a shipped migration is never edited): changes
+  now bump the "experiments" topic of store/invalidation.py, which every server process follows.
 - arena_models: the append-only record of every model ever entered on the leaderboard; database
   triggers refuse UPDATE and DELETE ("The Leaderboard Illusion": no retraction).
 """
