@@ -116,3 +116,31 @@ def test_the_real_model_decodes_the_same_tokens_as_generate():
     _same(got, want)
     _same(fast.generate(convs[:1], params), alone_want)
     assert "Paris" in got[0].text
+
+
+def test_a_model_fine_tuned_by_posttrain_train_takes_the_loop(tmp_path, sensitive_model_dir, monkeypatch):
+    """SFT with LoRA, merged: the folder posttrain.train writes decodes through the loop (the
+    default path), with the answers generate() gives."""
+    from posttrain.models.registry import load_backend, register_model
+    from posttrain.store import Store
+    from posttrain.train import run
+
+    monkeypatch.setenv("POSTTRAIN_HOME", str(tmp_path / "home"))
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Say hi {i}"},
+                                                     {"role": "assistant", "content": "Hi there!"}]}) + "\n"
+                            for i in range(4)))
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        register_model(store, "base", "local", {"path": str(sensitive_model_dir)})
+        run("sft", store=store, base="base", name="tuned", data=data, max_steps=2, progress=False,
+            config={"batch_size": 2, "save_steps": 100, "lora_r": 4, "lora_alpha": 8, "max_length": 64,
+                    "learning_rate": 5e-3})
+        tuned = load_backend(store, "tuned")
+    finally:
+        store.close()
+    params = DecodingParams(max_new_tokens=12, temperature=0)
+    got = tuned.generate(CONVERSATIONS, params)
+    assert tuned._fast
+    tuned.decoder = "generate"
+    _same(got, tuned.generate(CONVERSATIONS, params))
