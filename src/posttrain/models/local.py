@@ -7,7 +7,7 @@ threads already fill the cores, and the server calls in from many worker threads
 Llama-architecture checkpoints (the embedded model and everything posttrain.train makes from
 it) decode through our own token loop (`_decode.py`, `_llama_step.py`): 1.35-2.3x the tokens/s
 of transformers' `generate()` at batch 8 and about the same at batch 1, where the one-thread
-matrix-vector products bound both (BENCHMARKS.md); the first streamed chunk comes 1.6-1.8x
+matrix-vector products bound both (BENCHMARKS.md); the first streamed chunk comes 1.6-3x
 sooner. `generate()` stays the path for every other model (`decoder="generate"` forces it).
 """
 
