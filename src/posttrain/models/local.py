@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -253,16 +253,20 @@ class LocalBackend:
         rows: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         window = max((len(s) for s in params.stop), default=0) + 8  # as in _StopCriteria
-        for tokens in decode(self._step, prompts, self._tok.pad_token_id, params):
-            for i, t in enumerate(tokens):
-                if done[i]:
-                    continue
-                rows[i].append(t)
-                done[i] = t in self._eos or bool(params.stop) and any(
-                    s in self._tok.decode(rows[i][-window:], skip_special_tokens=True) for s in params.stop)
-            if all(done):
-                break
+        # closing(): the cache is freed here, while the caller still holds the generation lock.
+        with closing(decode(self._step, prompts, self._tok.pad_token_id, params)) as steps:
+            for tokens in steps:
+                for i, t in enumerate(tokens):
+                    if not done[i]:
+                        rows[i].append(t)
+                        done[i] = t in self._eos or self._stopped(rows[i], params.stop, window)
+                if all(done):
+                    break
         return rows
+
+    def _stopped(self, row: list[int], stops: tuple[str, ...], window: int) -> bool:
+        """Whether the row's last `window` tokens hold a stop string (see _StopCriteria)."""
+        return bool(stops) and any(s in self._tok.decode(row[-window:], skip_special_tokens=True) for s in stops)
 
     def _run_generate(self, prompts: list[list[int]], params: DecodingParams, streamer: Any = None,
                       cancel: threading.Event | None = None) -> list[list[int]]:
@@ -345,18 +349,19 @@ class LocalBackend:
             started = time.perf_counter()
             body: list[int] = []
             sent = 0
-            for (t,) in decode(self._step, [prompt], self._tok.pad_token_id, params):
-                body.append(t)
-                if t in self._eos:
-                    break
-                text = self._tok.decode(body, skip_special_tokens=True)
-                cut = _first_stop(text, params.stop)
-                safe = cut if cut is not None else len(text.rstrip("\ufffd")) - holdback
-                if safe > sent:
-                    yield StreamChunk(text[sent:safe])
-                    sent = safe
-                if cut is not None:
-                    break
+            with closing(decode(self._step, [prompt], self._tok.pad_token_id, params)) as steps:
+                for (t,) in steps:
+                    body.append(t)
+                    if t in self._eos:
+                        break
+                    text = self._tok.decode(body, skip_special_tokens=True)
+                    cut = _first_stop(text, params.stop)
+                    safe = cut if cut is not None else len(text.rstrip("\ufffd")) - holdback
+                    if safe > sent:
+                        yield StreamChunk(text[sent:safe])
+                        sent = safe
+                    if cut is not None:
+                        break
             gen = self._finish(body, len(prompt), params, (time.perf_counter() - started) * 1000)
             if len(gen.text) > sent:
                 yield StreamChunk(gen.text[sent:])
