@@ -219,8 +219,9 @@ def _serve_workers(store: Store, host: str, port: int, db: str | None, model: st
                    auth_failures_per_minute: int, workers: int, say: Callable[[str], None]) -> None:
     """The parent of `workers` server processes: convert the model once, bind, supervise."""
     import dataclasses
+    import socket
 
-    from posttrain.serve.workers import WorkerSettings, run_workers
+    from posttrain.serve.workers import WorkerSettings, reuse_port_socket, run_workers
 
     prepare_model(store, model, say=say, load=None)  # each worker loads its own weights
     url = store.engine.url.render_as_string(hide_password=True)
@@ -228,7 +229,7 @@ def _serve_workers(store: Store, host: str, port: int, db: str | None, model: st
     settings = WorkerSettings(db=db, model=model, system_prompt=system_prompt, docs=docs,
                               auth_failures_per_minute=auth_failures_per_minute,
                               limits=dataclasses.asdict(limits or Limits()))
-    sock = _bind(host, port)
+    sock = reuse_port_socket(host, port) if hasattr(socket, "SO_REUSEPORT") else _bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     say(f"posttrain serving http://{shown}:{sock.getsockname()[1]}/ (model {model}, store {url}, {workers} worker processes)")
     run_workers(workers, settings, sock, log_level=log_level, h11_max_incomplete_event_size=errors.MAX_HEADER_BYTES)

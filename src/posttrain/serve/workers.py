@@ -2,10 +2,12 @@
 
 The parent process migrates the store, registers the built-in models, converts the embedded
 model if needed, binds the socket, and then only supervises: uvicorn's process manager starts N
-worker processes (the `spawn` start method, so no thread or connection is inherited), hands each
-the listening socket (the kernel spreads connections over the processes that accept on it),
-restarts a worker that dies, and on SIGTERM/SIGINT stops them all gracefully (each closes its
-store: the writer flushes, the WAL is checkpointed).
+worker processes (the `spawn` start method, so no thread or connection is inherited), restarts
+a worker that dies, and on SIGTERM/SIGINT stops them all gracefully (each closes its store: the
+writer flushes, the WAL is checkpointed). Each worker gets a listening socket of its own on the
+port (SO_REUSEPORT), so the kernel spreads new connections evenly over the workers: on one
+shared socket, the first worker to wake accepted a whole burst of keep-alive connections (a test
+saw all 16 of a client's connections land on one of two workers).
 
 Each worker is an ordinary server: its own app, group-commit writer, caches and default-model
 weights. What one process caches is kept correct for the others through the database
@@ -70,10 +72,29 @@ def worker_app():  # noqa: ANN201  (a FastAPI app; imported lazily)
     return app
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT (not listening yet: the worker listens).
+    Binding it also reserves the port, so the parent binds one first to fail early on a busy
+    port and to learn the port number when `port` is 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_workers(workers: int, settings: WorkerSettings, sock: socket.socket, *, log_level: str = "warning",
                 app: str = APP, h11_max_incomplete_event_size: int | None = None) -> None:
     """Supervise `workers` processes serving `app` (an import string of an app factory that
-    reads `ENV`) on the bound `sock`, until SIGTERM/SIGINT."""
+    reads `ENV`) on the port `sock` is bound to, until SIGTERM/SIGINT. With SO_REUSEPORT (Linux,
+    the BSDs) `sock` must have been made by reuse_port_socket(); each worker then gets its own
+    socket on that port. Without it, every worker accepts on `sock` itself."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -81,4 +102,32 @@ def run_workers(workers: int, settings: WorkerSettings, sock: socket.socket, *, 
     config = uvicorn.Config(app, factory=True, workers=workers, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=5,
                             h11_max_incomplete_event_size=h11_max_incomplete_event_size)
-    Multiprocess(config, sockets=[sock]).run()
+    if not hasattr(socket, "SO_REUSEPORT"):
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    host, port = sock.getsockname()[:2]
+
+    class _OwnSockets(Multiprocess):
+        """uvicorn's supervisor reads `self.sockets` exactly when it starts a worker (first
+        start, restart, SIGHUP, SIGTTIN): hand each new worker a socket of its own."""
+
+        @property
+        def sockets(self) -> list[socket.socket]:
+            made = reuse_port_socket(host, port)
+            handed.append(made)
+            return [made]
+
+        @sockets.setter
+        def sockets(self, _value: list[socket.socket]) -> None:
+            pass
+
+        def keep_subprocess_alive(self) -> None:
+            # Every socket handed out so far went to a worker that has started (spawn passed it a
+            # duplicate): close the parent's copy, so a socket dies with its worker instead of
+            # queueing connections nobody accepts.
+            while handed:
+                handed.pop().close()
+            super().keep_subprocess_alive()
+
+    handed: list[socket.socket] = []
+    _OwnSockets(config, sockets=[]).run()
