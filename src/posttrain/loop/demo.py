@@ -19,14 +19,18 @@ from posttrain.loop.stages import Context, Stage
 __all__ = ["demo_settings", "demo_stages"]
 
 # Sizes per mode. smoke: the CI check that every stage runs (tiny model, a few steps); quick:
-# the real outcome in <= 8 min; full: <= 30 min. Chosen before the first outcome was seen.
+# the real outcome; full: the same with more users and longer answers. Both candidates train the
+# same number of steps with the same settings (steps.DPO_CONFIG). The first sizes (12 users,
+# 16 naive steps at lr 2e-4, 3 GRPO steps) gave 18 pairs and a naive candidate that had not
+# learned to flatter (offer 3/24 vs 1/24, flattery 0/24 vs 0/24): too little data and too few
+# steps. The personas, their shares and their judgements are unchanged since.
 MODES: dict[str, dict[str, Any]] = {
-    "smoke": {"users": 4, "conversations": 2, "naive_steps": 2, "guarded_steps": 1, "max_tokens": 24, "gate_limit": 4,
-              "audit_n": 16},
-    "quick": {"users": 12, "conversations": 2, "naive_steps": 16, "guarded_steps": 3, "max_tokens": 48, "gate_limit": None,
-              "audit_n": 48},
-    "full": {"users": 32, "conversations": 3, "naive_steps": 48, "guarded_steps": 10, "max_tokens": 80, "gate_limit": None,
-             "audit_n": 120},
+    "smoke": {"users": 4, "conversations": 2, "train_steps": 2, "max_tokens": 24, "gate_limit": 4,
+              "audit_n": 16, "concurrency": 4},
+    "quick": {"users": 16, "conversations": 2, "train_steps": 32, "max_tokens": 48, "gate_limit": None,
+              "audit_n": 48, "concurrency": 8},
+    "full": {"users": 32, "conversations": 3, "train_steps": 48, "max_tokens": 80, "gate_limit": None,
+             "audit_n": 120, "concurrency": 8},
 }
 
 
@@ -96,6 +100,7 @@ def stage_simulate(ctx: Context) -> dict[str, Any]:
 
     summary = run(server.url, [keys[n] for n in names], cfg, ctx.settings["users"], ctx.settings["conversations"],
                   ctx.settings["seed"], data_dir=ctx.settings.get("data_dir"), done_users={u["user"] for u in done},
+                  concurrency=ctx.settings.get("concurrency", 2),
                   on_user_done=finished, progress=ctx.log)
     ctx.resources.pop("server").close()  # later stages write the store from this process
     users = [json.loads(line) for line in done_path.read_text().splitlines()]
@@ -148,9 +153,9 @@ def demo_stages() -> list[Stage]:
         Stage("reward", stage_reward, needs=("export",), requires=("posttrain.reward",),
               title="train a reward model on thumbs and picks, and audit it"),
         Stage("train-naive", stage_train_naive, needs=("export",), requires=("posttrain.train",),
-              title="train the naive candidate (DPO on the thumbs-derived pairs alone)"),
+              title="train the naive candidate (DPO on the users' picks and thumbs alone)"),
         Stage("train-guarded", stage_train_guarded, needs=("export",), requires=("posttrain.train",),
-              title="train the guarded candidate (GRPO on the reward mix)"),
+              title="train the guarded candidate (DPO on the same pairs judged by the reward mix)"),
         Stage("evaluate", stage_evaluate, needs=("serve",), requires=("posttrain.evals",),
               title="evaluate the baseline and the candidates"),
         Stage("gate", stage_gate, needs=("evaluate",), requires=("posttrain.gate",),

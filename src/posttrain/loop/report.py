@@ -19,7 +19,7 @@ from posttrain.loop.steps import SCRIPTED_REVIEWER, leaderboard
 __all__ = ["build_report", "render_html", "write_reports"]
 
 CANDIDATES = (("train-naive", "demo-naive", "naive: dpo on the thumbs-derived pairs"),
-              ("train-guarded", "demo-guarded", "guarded: grpo on the reward mix"))
+              ("train-guarded", "demo-guarded", "guarded: dpo on the pairs judged by the reward mix"))
 
 
 def _reason(ctx: Context, stage: str) -> str | None:

@@ -127,53 +127,86 @@ def _model_result(info: Any, recipe: str) -> dict[str, Any]:
             "train": (info.metrics or {}).get("train", {})}
 
 
+# The DPO settings both candidates share: same data, same trainer, only the judge differs.
+# sft_weight adds the NLL of the chosen answer (TRL's sigmoid+sft loss), so what the judge
+# prefers is learned as a style, not only as a margin over the rejected answer.
+DPO_CONFIG = {"learning_rate": 1e-3, "batch_size": 4, "max_length": 256, "sft_weight": 1.0}
+
+
 def train_naive(store: Any, ctx: Context, base: str, name: str) -> dict[str, Any]:
     """DPO on the preference pairs that thumbs and picks make, and nothing else."""
     train_run = api("posttrain.train", "run")
     prefs = ctx.result("export")["preferences"]
-    config = {"learning_rate": 2e-4, "batch_size": 4, "max_length": 256, "seed": ctx.settings["seed"]}
+    config = {**DPO_CONFIG, "seed": ctx.settings["seed"]}
     info = train_run("dpo", store=store, base=base, name=unique_name(store, name), snapshot=prefs["snapshot"],
-                     config=config, max_steps=ctx.settings["naive_steps"], progress=True)
-    return _model_result(info, "naive: dpo on the thumbs-derived pairs")
+                     config=config, max_steps=ctx.settings["train_steps"], progress=True)
+    return _model_result(info, "naive: dpo on the users' picks and thumbs")
 
 
-def guarded_prompts(store: Any, ctx: Context) -> Path:
-    """The exported prompts with the answer keys and IFEval instructions the rehearsal knows
-    (matched by prompt text), so correctness and instruction following can be rewarded."""
+def reference_columns(ctx: Context) -> Any:
+    """A function from a prompt (messages) to the answer key and IFEval instructions the
+    rehearsal knows for it (matched by the last user message), so correctness and instruction
+    following can be scored. No instructions: an empty list (every one of none followed)."""
     from posttrain.simulate.prompts import build_pools
 
     pools = build_pools(ctx.settings.get("data_dir"), seed=ctx.settings["seed"] + 1)
     known = {p.text: p for pool in pools.pools.values() for p in pool}
-    rows = [json.loads(line) for line in _snapshot_path(store, ctx.result("export")["prompts"]).read_text().splitlines() if line.strip()]
-    out = ctx.path("data", "guarded_prompts.jsonl")
-    with out.open("w") as f:
-        for row in rows:
-            last = next((m["content"] for m in reversed(row["prompt"]) if m["role"] == "user"), "")
-            p = known.get(last)
-            if p is not None and p.key is not None:
-                row.update({k: p.key[k] for k in ("answer", "kind", "aliases", "distractors", "alt_answers", "abs_tol", "rel_tol")})
-            # No instructions: an empty list (every one of none followed), so the ifeval signal is
-            # constant there and only rows with instructions move the reward.
-            ins = p.instructions if p is not None and p.instructions is not None else {"instruction_id_list": [], "kwargs": []}
-            row.update({"instruction_id_list": ins["instruction_id_list"], "kwargs": ins["kwargs"]})
-            f.write(json.dumps(row) + "\n")
-    return out
+
+    def columns(prompt: list[dict[str, Any]]) -> dict[str, Any]:
+        last = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+        p = known.get(last)
+        out: dict[str, Any] = {}
+        if p is not None and p.key is not None:
+            out.update({k: p.key[k] for k in ("answer", "kind", "aliases", "distractors", "alt_answers", "abs_tol", "rel_tol")})
+        ins = p.instructions if p is not None and p.instructions is not None else {"instruction_id_list": [], "kwargs": []}
+        out.update({"instruction_id_list": ins["instruction_id_list"], "kwargs": ins["kwargs"]})
+        return out
+
+    return columns
 
 
-def train_guarded(store: Any, ctx: Context, base: str, name: str, rm: str | None) -> dict[str, Any]:
-    """GRPO on the reward mix: correctness and instruction-following graders, anti-flattery and
-    anti-bait detectors, and the reward model capped at 1 with a small weight."""
-    train_run = api("posttrain.train", "run")
+def guarded_mix(ctx: Context) -> list[dict[str, Any]]:
     mix = [dict(m) for m in GUARDED_MIX]
     rm_result = ctx.result("reward")
     if rm_result:
         mix.append({"signal": f"rm:{rm_result['name']}", "weight": 0.25, "cap": 1.0})
-    config = {"reward_mix": mix, "num_generations": 4, "max_completion_length": 48, "batch_size": 4,
-              "learning_rate": 1e-5, "seed": ctx.settings["seed"]}
-    info = train_run("grpo", store=store, base=base, name=unique_name(store, name), data=str(guarded_prompts(store, ctx)),
-                     config=config, max_steps=ctx.settings["guarded_steps"], progress=True,
-                     allow_flagged=bool(rm_result and rm_result["flagged"]))
-    return _model_result(info, "guarded: grpo on correctness + ifeval - flattery - bait + rm (capped)")
+    return mix
+
+
+def train_guarded(store: Any, ctx: Context, base: str, name: str, rm: str | None) -> dict[str, Any]:
+    """DPO on the same pairs as the naive candidate, each judged again by the reward mix
+    (loop/guarded.py): correctness and instruction following up, flattery and bait down, the
+    reward model capped at 1 with a small weight. The mix, its attribution and any dominance
+    alarm go into the model's lineage like a GRPO run's."""
+    from posttrain.loop.guarded import judge_pairs, write_rows
+
+    train_run = api("posttrain.train", "run")
+    build_mix = api("posttrain.train.rewards", "build_mix")
+    rm_result = ctx.result("reward")
+    flagged = bool(rm_result and rm_result["flagged"])
+    specs = guarded_mix(ctx)
+    mix = build_mix(specs, store=store, allow_flagged=flagged)
+    rows = [json.loads(line) for line in _snapshot_path(store, ctx.result("export")["preferences"]).read_text().splitlines()
+            if line.strip()]
+    columns = reference_columns(ctx)
+    judged = judge_pairs(rows, mix, [columns(r["prompt"]) for r in rows])
+    if not judged["rows"]:
+        raise ValueError(f"the reward mix separates none of the {len(rows)} pairs: nothing to train the guarded candidate on")
+    data = write_rows(judged["rows"], ctx.path("data", "guarded_pairs.jsonl"))
+    ctx.log(f"  reward mix: {judged['agreed']} pairs agree with the user, {judged['flipped']} flipped, "
+            f"{judged['dropped']} dropped (no signal separates them)")
+    lineage = {"reward_mix": mix.specs(), "trained_against": mix.names, "attribution": judged["attribution"],
+               "alarms": judged["alarms"], "flagged_signals": mix.flagged, "allow_flagged": flagged,
+               "judged_pairs": {k: judged[k] for k in ("kept", "agreed", "flipped", "dropped")}}
+    config = {**DPO_CONFIG, "seed": ctx.settings["seed"]}
+    info = train_run("dpo", store=store, base=base, name=unique_name(store, name), data=str(data), config=config,
+                     max_steps=ctx.settings["train_steps"], progress=True, extra_lineage=lineage)
+    result = _model_result(info, "guarded: dpo on the same pairs judged by the reward mix "
+                                 "(correct + ifeval - flattery - bait + rm capped)")
+    result["judged_pairs"] = lineage["judged_pairs"]
+    result["attribution"] = judged["attribution"]
+    result["alarms"] = judged["alarms"]
+    return result
 
 
 # -- evaluate --------------------------------------------------------------------------------------

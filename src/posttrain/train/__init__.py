@@ -13,13 +13,14 @@ __all__ = ["METHODS", "ConfigError", "TrainConfig", "distill", "load_config", "m
 
 
 def run(method: str, *, store: Any, base: str, name: str, data: Any = None, snapshot: str | None = None,
-        config: Any = None, max_steps: int | None = None, progress: bool = True, allow_flagged: bool = False) -> Any:
+        config: Any = None, max_steps: int | None = None, progress: bool = True, allow_flagged: bool = False,
+        extra_lineage: dict[str, Any] | None = None) -> Any:
     """Train and register a model; returns its ModelInfo (see posttrain.train.runner.run; TRL and
     torch are imported only here, when training)."""
     from posttrain.train.runner import run as _run
 
     return _run(method, store=store, base=base, name=name, data=data, snapshot=snapshot, config=config,
-                max_steps=max_steps, progress=progress, allow_flagged=allow_flagged)
+                max_steps=max_steps, progress=progress, allow_flagged=allow_flagged, extra_lineage=extra_lineage)
 
 
 def distill(**kwargs: Any) -> Any:
