@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from posttrain.loop.server import Server as ServeProcess
 from posttrain.store import Completion, Store
 from tests.test_web_browser import _env, _free_port, _posttrain, wait_for
 
@@ -67,21 +68,11 @@ def _cli(home, db, *args: str, check: bool = True) -> subprocess.CompletedProces
 @contextmanager
 def serving(root: Path, db: str, model: str) -> Iterator[str]:
     """`posttrain serve` as a subprocess on a free port; yields its URL, stops it on exit."""
-    port = _free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([_posttrain(), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db,
-                             "--model", model], stdout=log, stderr=subprocess.STDOUT, env=_env(root / "home"))
-    url = f"http://127.0.0.1:{port}"
+    serve = ServeProcess(db, root / "home", root / "server.log", model=model, env=_env(root / "home"))
     try:
-        wait_for(lambda: proc.poll() is None and _healthy(url), 60, "the server")
-        yield url
+        yield serve.start(timeout=60).url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        serve.close()
 
 
 @pytest.fixture(scope="module")

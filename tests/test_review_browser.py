@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from gate_helpers import SMALL_POLICY, write_policy
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS, _env, _free_port, _posttrain, wait_for
+from posttrain.loop.server import Server as ServeProcess
+from test_web_browser import CHROMIUM, CHROMIUM_ARGS, _env, _posttrain, wait_for
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not found: install it with `make browser`")
 
@@ -42,30 +43,12 @@ def served(tmp_path_factory, tiny_model_dir):
                          text=True, env=_env(home), timeout=60, check=True).stdout.strip()
     plain = subprocess.run([_posttrain(), "users", "add", "paul", "--db", db], capture_output=True,
                            text=True, env=_env(home), timeout=60, check=True).stdout.strip()
-    port = _free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([_posttrain(), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db,
-                             "--model", "t1"], stdout=log, stderr=subprocess.STDOUT, env=_env(home))
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"posttrain serve exited: {(root / 'server.log').read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    serve = ServeProcess(db, home, root / "server.log", model="t1", env=_env(home))
     try:
-        wait_for(healthy, timeout=60, what="posttrain serve to become healthy")
+        url = serve.start(timeout=60).url
         yield {"url": url, "store": store, "key": key, "plain": plain, "decisions": decisions}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        serve.close()
         store.close()
 
 

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from posttrain.loop.server import Server as ServeProcess
 from posttrain.store import Completion, Conversation, CustomInstructions, FeedbackEvent, Memory, Message, Store, User
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,26 +102,9 @@ def server(tmp_path_factory, tiny_model_dir) -> Iterator[Server]:
     db = f"sqlite:///{root / 'store.db'}"
     store = Store.open(db)
     register_model(store, "tiny", "local", {"path": str(tiny_model_dir)})
-    port = _free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [_posttrain(), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db, "--model", "tiny"],
-        stdout=log, stderr=subprocess.STDOUT, env=_env(home),
-    )
-    url = f"http://127.0.0.1:{port}"
+    serve = ServeProcess(db, home, root / "server.log", model="tiny", env=_env(home))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"posttrain serve exited: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("posttrain serve did not become healthy in 60 s")
-            time.sleep(0.2)
+        url = serve.start(timeout=60).url
         srv = Server(url, db, store, home)
         # Load the model now (torch import + weights), so no page step waits on it under load.
         warm = httpx.post(f"{url}/v1/chat/completions", timeout=180,
@@ -129,12 +113,7 @@ def server(tmp_path_factory, tiny_model_dir) -> Iterator[Server]:
         assert warm.status_code == 200, warm.text
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        serve.close()
         store.close()
 
 
