@@ -76,6 +76,7 @@ def test_demo_smoke_runs_every_stage_and_resumes(tmp_path, tiny_model_dir):
     cmd = [*EXE, "demo", "--smoke", "--out", str(out), "--base-path", str(tiny_model_dir), "--json"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "dpo demo-naive: step 2/2" in r.stderr  # training progress reaches a log file as lines
     report = json.loads(r.stdout)
     check_report_shape(report)
     assert json.loads((out / "report.json").read_text())["stages"] == report["stages"]

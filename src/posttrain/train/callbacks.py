@@ -21,11 +21,20 @@ class ProgressBar(TrainerCallback):
     def __init__(self, label: str, enabled: bool = True) -> None:
         self.label, self.enabled = label, enabled
         self.bar: Any = None
+        self.lines = False  # stderr is not a terminal: plain progress lines
+        self.total, self.started = 0, 0.0
         self.fields = {"loss": "", "reward": ""}
         self.last_logs: dict[str, float] = {}
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if not self.enabled or not state.is_world_process_zero:
+            return
+        import sys
+        import time
+
+        self.total, self.started = state.max_steps, time.monotonic()
+        if not sys.stderr.isatty():  # a log file: a line every tenth of the run instead of a live bar
+            self.lines = True
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -39,11 +48,19 @@ class ProgressBar(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.bar is not None:
             self.bar.update(self.task, completed=state.global_step)
+        elif self.lines:
+            import sys
+            import time
+
+            every = max(1, self.total // 10)
+            if state.global_step % every == 0 or state.global_step == self.total:
+                print(f"{self.label}: step {state.global_step}/{self.total} {self.fields['loss']} {self.fields['reward']} "
+                      f"({time.monotonic() - self.started:.0f} s)".rstrip(), file=sys.stderr, flush=True)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
         logs = logs or {}
         self.last_logs.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
-        if self.bar is None:
+        if self.bar is None and not self.lines:
             return
         if "loss" in logs:
             self.fields["loss"] = f"loss {logs['loss']:.4f}"
@@ -51,7 +68,8 @@ class ProgressBar(TrainerCallback):
             if key in logs:
                 self.fields["reward"] = f"{label} {logs[key]:.3f}"
                 break
-        self.bar.update(self.task, **self.fields)
+        if self.bar is not None:
+            self.bar.update(self.task, **self.fields)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.bar is not None:
