@@ -1,14 +1,17 @@
 """Training overhead: each posttrain recipe beside raw TRL with the same settings, in one run.
 
-For each method, the same data, model, LoRA and TRL arguments are trained twice, alternating
-(raw, ours, raw, ours...), and the seconds of each optimizer step after the first are recorded
-by a step timer; the ratio of medians is posttrain's overhead (its progress bar, attribution,
-reward wrappers, data checks). GRPO's time is split into generation and update by timing
-TRL's `_generate` on the trainer. Finally the same DPO run on two CPU processes (accelerate,
-gloo) beside one process.
+For each method the same data, model, LoRA and TRL arguments are trained by raw TRL and by
+posttrain's recipe in alternating rounds (ours, raw, raw, ours, ours, raw...: the order flips
+every round so a change in the machine's load hits both sides alike). A step timer records the
+wall seconds from one optimizer step's start to the next one's (so logging and callbacks between
+steps count too), dropping the first (warm-up) step. Each round gives one ratio, median(ours) /
+median(raw); the figure quoted is the median of those ratios. GRPO's step is split into
+generation (TRL's `_generate`), reward scoring (`_calculate_rewards`, where posttrain's mix and
+attribution run) and the update (log-probs, loss, backward, optimizer). Finally the same DPO run
+on two CPU processes (accelerate + torchrun, gloo) beside one process, also alternating.
 
-    .venv/bin/python benchmarks/bench_train.py                  # tiny model, ~3 min
-    .venv/bin/python benchmarks/bench_train.py --model smollm2  # the embedded model, ~15 min
+    .venv/bin/python benchmarks/bench_train.py                  # tiny model, ~5 min on a quiet machine
+    .venv/bin/python benchmarks/bench_train.py --model smollm2 --methods sft,dpo --rounds 2 --skip-processes
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class StepTimer:
-    """A TrainerCallback recording wall seconds per optimizer step."""
+    """A TrainerCallback recording wall seconds from each optimizer step's start to the next's
+    (the last step ends at on_train_end, which is skipped: it includes end-of-train work)."""
 
     def __init__(self) -> None:
         from transformers import TrainerCallback
@@ -37,14 +41,14 @@ class StepTimer:
 
         class _CB(TrainerCallback):
             def on_step_begin(self, args, state, control, **kw):
-                timer.t0 = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kw):
-                timer.steps.append(time.perf_counter() - timer.t0)
+                now = time.perf_counter()
+                if timer.t0 is not None:
+                    timer.steps.append(now - timer.t0)
+                timer.t0 = now
 
         self.callback = _CB()
         self.steps: list[float] = []
-        self.t0 = 0.0
+        self.t0: float | None = None
 
 
 def _rows(method: str, n: int) -> list[dict]:
@@ -104,36 +108,47 @@ def _raw_trainer(method: str, model_dir: Path, rows: list[dict], out: Path, step
     return trl.GRPOTrainer(reward_funcs=[answer_correct, fmt], args=args, train_dataset=Dataset.from_list(rows), **kw)
 
 
-def _time_generation(trainer) -> list[float]:
-    """Wrap TRL's generation call on this trainer instance; returns the list it fills."""
-    spent: list[float] = []
-    inner = trainer._generate
+def _time_phases(trainer) -> dict[str, list[float]]:
+    """Wrap TRL's generation and reward-scoring calls on this GRPO trainer instance; returns the
+    lists of seconds they fill (one entry per call: one generation batch per step here)."""
+    spent: dict[str, list[float]] = {"generation": [], "rewards": []}
+    for attr, key in (("_generate", "generation"), ("_calculate_rewards", "rewards")):
+        inner = getattr(trainer, attr)
 
-    def timed(*a, **k):
-        t0 = time.perf_counter()
-        try:
-            return inner(*a, **k)
-        finally:
-            spent.append(time.perf_counter() - t0)
+        def timed(*a, _inner=inner, _key=key, **k):
+            t0 = time.perf_counter()
+            try:
+                return _inner(*a, **k)
+            finally:
+                spent[_key].append(time.perf_counter() - t0)
 
-    trainer._generate = timed
+        setattr(trainer, attr, timed)
     return spent
 
 
-def _ours(method: str, store, base: str, rows: list[dict], tmp: Path, steps: int, tag: str, timer: StepTimer):
-    """posttrain's recipe, with the step timer added to its trainer."""
+def _raw(method: str, model_dir: Path, rows: list[dict], out: Path, steps: int) -> dict:
+    timer = StepTimer()
+    trainer = _raw_trainer(method, model_dir, rows, out, steps, timer.callback)
+    phases = _time_phases(trainer) if method == "grpo" else {}
+    trainer.train()
+    return {"steps": timer.steps[1:], **{k: v[1:] for k, v in phases.items()}}
+
+
+def _ours(method: str, store, base: str, rows: list[dict], tmp: Path, steps: int, tag: str) -> dict:
+    """posttrain's recipe through the public run(), with the step timer added to its trainer."""
     from posttrain.train import runner
     from posttrain.train.recipes import get_recipe
 
     recipe = get_recipe(method)
     real_build = recipe.build
-    gen: dict[str, list[float]] = {}
+    timer = StepTimer()
+    phases: dict[str, list[float]] = {}
 
     def build(*a, **k):
         trainer = real_build(*a, **k)
         trainer.add_callback(timer.callback)
         if method == "grpo":
-            gen["spent"] = _time_generation(trainer)
+            phases.update(_time_phases(trainer))
         return trainer
 
     recipe.build = build
@@ -144,7 +159,11 @@ def _ours(method: str, store, base: str, rows: list[dict], tmp: Path, steps: int
                    config=SETTINGS, max_steps=steps, progress=False)
     finally:
         recipe.build = real_build
-    return gen.get("spent", [])
+    return {"steps": timer.steps[1:], **{k: v[1:] for k, v in phases.items()}}
+
+
+def _med(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 4) if xs else None
 
 
 def bench_recipes(model_dir: Path, base: str, store, steps: int, rounds: int, methods: list[str]) -> list[dict]:
@@ -155,60 +174,78 @@ def bench_recipes(model_dir: Path, base: str, store, steps: int, rounds: int, me
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     for method in methods:
         rows = _rows(method, 64)
-        res = {"raw": [], "ours": [], "raw_gen": [], "ours_gen": []}
+        pooled: dict[str, dict[str, list[float]]] = {"raw": {}, "ours": {}}
+        ratios = []
         for r in range(rounds):
-            timer = StepTimer()
-            trainer = _raw_trainer(method, model_dir, rows if method != "sft" else rows, tmp / f"raw-{method}-{r}", steps,
-                                   timer.callback)
-            spent = _time_generation(trainer) if method == "grpo" else []
-            trainer.train()
-            res["raw"] += timer.steps[1:]
-            res["raw_gen"] += spent[1:]
-            timer = StepTimer()
-            res["ours_gen"] += _ours(method, store, base, rows, tmp, steps, f"{r}", timer)[1:]
-            res["ours"] += timer.steps[1:]
-        raw, ours = statistics.median(res["raw"]), statistics.median(res["ours"])
-        row = {"method": method, "raw_s_per_step": round(raw, 3), "ours_s_per_step": round(ours, 3),
-               "overhead": round(ours / raw - 1, 4), "steps_timed": len(res["ours"])}
+            order = ("ours", "raw") if r % 2 == 0 else ("raw", "ours")
+            got = {}
+            for side in order:
+                got[side] = (_ours(method, store, base, rows, tmp, steps, f"{r}") if side == "ours"
+                             else _raw(method, model_dir, rows, tmp / f"raw-{method}-{r}", steps))
+                for k, v in got[side].items():
+                    pooled[side].setdefault(k, []).extend(v)
+            ratios.append(statistics.median(got["ours"]["steps"]) / statistics.median(got["raw"]["steps"]))
+            print(json.dumps({"method": method, "round": r, "order": order, "ratio": round(ratios[-1], 4),
+                              "ours": [round(x, 3) for x in got["ours"]["steps"]],
+                              "raw": [round(x, 3) for x in got["raw"]["steps"]]}), file=sys.stderr, flush=True)
+        raw, ours = _med(pooled["raw"]["steps"]), _med(pooled["ours"]["steps"])
+        row = {"method": method, "raw_s_per_step": raw, "ours_s_per_step": ours,
+               "overhead_median_of_round_ratios": round(statistics.median(ratios) - 1, 4),
+               "round_ratios": [round(x, 4) for x in ratios], "steps_timed_per_side": len(pooled["ours"]["steps"])}
         if method == "grpo":
-            g = statistics.median(res["ours_gen"]) if res["ours_gen"] else 0.0
-            row.update(generation_s=round(g, 3), update_s=round(ours - g, 3),
-                       raw_generation_s=round(statistics.median(res["raw_gen"]), 3) if res["raw_gen"] else None)
+            for side in ("ours", "raw"):
+                g, w = _med(pooled[side]["generation"]), _med(pooled[side]["rewards"])
+                step = ours if side == "ours" else raw
+                row[f"{side}_split"] = {"generation_s": g, "rewards_s": w, "update_s": round(step - g - w, 4)}
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
 
 
-def bench_processes(base_dir: Path, steps: int) -> list[dict]:
-    """DPO on one process and on two (accelerate + torchrun, gloo): seconds per step, examples/s."""
+def _process_run(base_dir: Path, steps: int, procs: int, tag: str) -> dict:
     from posttrain.models.registry import register_model
     from posttrain.store import Store
     from posttrain.train.common import accelerate_config
 
+    home = Path(tempfile.mkdtemp(prefix="bench-train-home-"))
+    db = f"sqlite:///{home / 'store.db'}"
+    s = Store.open(db)
+    register_model(s, "base", "local", {"path": str(base_dir)})
+    s.close()
+    data = home / "p.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows("dpo", 64)))
+    cfg = home / "c.toml"
+    cfg.write_text("batch_size = 4\nsave_steps = 10000\nlora_r = 16\nmax_length = 256\n")
+    bin_ = Path(sys.executable).parent
+    args = [str(bin_ / "posttrain"), "train", "dpo", "--data", str(data), "--base", "base", "--name", f"p{procs}-{tag}",
+            "--config", str(cfg), "--max-steps", str(steps), "--quiet", "--json", "--db", db]
+    env = {**os.environ, "POSTTRAIN_HOME": str(home)}
+    if procs == 2:
+        env["OMP_NUM_THREADS"] = "1"  # one thread per process on a 2-core machine
+        args = [str(bin_ / "accelerate"), "launch", "--config_file", str(accelerate_config("cpu2")), *args]
+    r = subprocess.run(args, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(r.stderr[-2000:])
+    t = json.loads(r.stdout[r.stdout.index("{"):])["metrics"]["train"]
+    assert t["processes"] == procs, t["processes"]
+    return {"s_per_step": t["seconds"] / t["steps"]}
+
+
+def bench_processes(base_dir: Path, steps: int, rounds: int) -> list[dict]:
+    """DPO on one process and on two (accelerate + torchrun, gloo), alternating 1, 2, 2, 1...:
+    seconds per step (the whole trainer.train(), warm-up step included, over its steps) and
+    examples/s (batch 4 per process)."""
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(rounds):
+        for procs in ((1, 2) if r % 2 == 0 else (2, 1)):
+            runs[procs].append(_process_run(base_dir, steps, procs, str(r))["s_per_step"])
+            print(json.dumps({"processes": procs, "round": r, "s_per_step": round(runs[procs][-1], 3)}),
+                  file=sys.stderr, flush=True)
     out = []
-    for procs in (1, 2):
-        home = Path(tempfile.mkdtemp(prefix="bench-train-home-"))
-        db = f"sqlite:///{home / 'store.db'}"
-        s = Store.open(db)
-        register_model(s, "base", "local", {"path": str(base_dir)})
-        s.close()
-        data = home / "p.jsonl"
-        data.write_text("".join(json.dumps(r) + "\n" for r in _rows("dpo", 64)))
-        cfg = home / "c.toml"
-        cfg.write_text("batch_size = 4\nsave_steps = 10000\nlora_r = 16\nmax_length = 256\n")
-        bin_ = Path(sys.executable).parent
-        args = [str(bin_ / "posttrain"), "train", "dpo", "--data", str(data), "--base", "base", "--name", f"p{procs}",
-                "--config", str(cfg), "--max-steps", str(steps), "--quiet", "--json", "--db", db]
-        env = {**os.environ, "POSTTRAIN_HOME": str(home)}
-        if procs == 2:
-            env["OMP_NUM_THREADS"] = "1"  # one thread per process on a 2-core machine
-            args = [str(bin_ / "accelerate"), "launch", "--config_file", str(accelerate_config("cpu2")), *args]
-        r = subprocess.run(args, capture_output=True, text=True, env=env)
-        if r.returncode != 0:
-            raise SystemExit(r.stderr[-2000:])
-        t = json.loads(r.stdout[r.stdout.index("{"):])["metrics"]["train"]
-        sps = t["seconds"] / t["steps"]
-        row = {"processes": procs, "s_per_step": round(sps, 3), "examples_per_s": round(4 * procs / sps, 2)}
+    for procs, xs in runs.items():
+        sps = statistics.median(xs)
+        row = {"processes": procs, "s_per_step": round(sps, 3), "examples_per_s": round(4 * procs / sps, 3),
+               "runs": [round(x, 3) for x in xs]}
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
@@ -217,8 +254,8 @@ def bench_processes(base_dir: Path, steps: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["tiny", "smollm2"], default="tiny")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=6, help="steps per run (the first two are not timed)")
+    ap.add_argument("--rounds", type=int, default=4, help="ours/raw pairs per method (order flips each round)")
     ap.add_argument("--methods", default="sft,dpo,kto,grpo")
     ap.add_argument("--skip-processes", action="store_true")
     a = ap.parse_args()
@@ -240,9 +277,12 @@ def main() -> None:
         from posttrain.models.embedded import embedded_model_dir
 
         model_dir, base = embedded_model_dir(), "smollm2-135m"
-    result = {"model": a.model, "recipes": bench_recipes(model_dir, base, store, a.steps, a.rounds, a.methods.split(","))}
+    load = os.getloadavg()
+    result = {"model": a.model, "load_before": [round(x, 2) for x in load],
+              "recipes": bench_recipes(model_dir, base, store, a.steps, a.rounds, a.methods.split(","))}
     if not a.skip_processes:
-        result["processes"] = bench_processes(model_dir, a.steps)
+        result["processes"] = bench_processes(model_dir, a.steps, max(2, a.rounds // 2))
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 
