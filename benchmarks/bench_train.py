@@ -52,8 +52,8 @@ class StepTimer:
 
 
 def _rows(method: str, n: int) -> list[dict]:
-    u = lambda t: [{"role": "user", "content": t}]  # noqa: E731
-    a = lambda t: [{"role": "assistant", "content": t}]  # noqa: E731
+    u = lambda t: [{"role": "user", "content": t}]
+    a = lambda t: [{"role": "assistant", "content": t}]
     if method == "sft":
         return [{"messages": u(f"Tell me about item {i}.") + a(f"Item {i} is a small, useful thing.")} for i in range(n)]
     if method == "dpo":
@@ -143,9 +143,11 @@ def _ours(method: str, store, base: str, rows: list[dict], tmp: Path, steps: int
     real_build = recipe.build
     timer = StepTimer()
     phases: dict[str, list[float]] = {}
+    own: list[float] = []
 
     def build(*a, **k):
         trainer = real_build(*a, **k)
+        _time_own_callbacks(trainer, own)
         trainer.add_callback(timer.callback)
         if method == "grpo":
             phases.update(_time_phases(trainer))
@@ -159,7 +161,28 @@ def _ours(method: str, store, base: str, rows: list[dict], tmp: Path, steps: int
                    config=SETTINGS, max_steps=steps, progress=False)
     finally:
         recipe.build = real_build
-    return {"steps": timer.steps[1:], **{k: v[1:] for k, v in phases.items()}}
+    return {"steps": timer.steps[1:], "own_callbacks": [sum(own) / max(1, steps)],
+            **{k: v[1:] for k, v in phases.items()}}
+
+
+def _time_own_callbacks(trainer, spent: list[float]) -> None:
+    """Wrap every event method of posttrain's own callbacks (progress bar, attribution logger) on
+    this trainer so the seconds spent in them add up in `spent`: the part of the step loop that
+    is posttrain's code (GRPO's reward wrappers are timed with the rewards phase)."""
+    for cb in trainer.callback_handler.callbacks:
+        if not type(cb).__module__.startswith("posttrain"):
+            continue
+        for name in [n for n in dir(cb) if n.startswith("on_")]:
+            inner = getattr(cb, name)
+
+            def timed(*a, _inner=inner, **k):
+                t0 = time.perf_counter()
+                try:
+                    return _inner(*a, **k)
+                finally:
+                    spent.append(time.perf_counter() - t0)
+
+            setattr(cb, name, timed)
 
 
 def _med(xs: list[float]) -> float | None:
@@ -191,7 +214,8 @@ def bench_recipes(model_dir: Path, base: str, store, steps: int, rounds: int, me
         raw, ours = _med(pooled["raw"]["steps"]), _med(pooled["ours"]["steps"])
         row = {"method": method, "raw_s_per_step": raw, "ours_s_per_step": ours,
                "overhead_median_of_round_ratios": round(statistics.median(ratios) - 1, 4),
-               "round_ratios": [round(x, 4) for x in ratios], "steps_timed_per_side": len(pooled["ours"]["steps"])}
+               "round_ratios": [round(x, 4) for x in ratios], "steps_timed_per_side": len(pooled["ours"]["steps"]),
+               "posttrain_callbacks_ms_per_step": round(1000 * statistics.median(pooled["ours"]["own_callbacks"]), 3)}
         if method == "grpo":
             for side in ("ours", "raw"):
                 g, w = _med(pooled[side]["generation"]), _med(pooled[side]["rewards"])
@@ -223,7 +247,7 @@ def _process_run(base_dir: Path, steps: int, procs: int, tag: str) -> dict:
     if procs == 2:
         env["OMP_NUM_THREADS"] = "1"  # one thread per process on a 2-core machine
         args = [str(bin_ / "accelerate"), "launch", "--config_file", str(accelerate_config("cpu2")), *args]
-    r = subprocess.run(args, capture_output=True, text=True, env=env)
+    r = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
         raise SystemExit(r.stderr[-2000:])
     t = json.loads(r.stdout[r.stdout.index("{"):])["metrics"]["train"]
