@@ -61,7 +61,7 @@ def build_report(store: Any, ctx: Context, baseline: str) -> dict[str, Any]:
             "deltas": ev.get("deltas", {}).get(name, []),
             "train": {k: train.get(k) for k in ("method", "reward_mix", "trained_against", "attribution", "alarms",
                                                 "reward_start", "reward_end", "loss_start", "loss_end", "steps", "allow_flagged",
-                                                "seconds", "data")},
+                                                "seconds", "data", "judged_pairs")},
             "data_snapshot": res.get("data_snapshot"),
         })
     rm = ctx.result("reward")
@@ -151,10 +151,18 @@ def render_html(report: dict[str, Any]) -> str:
             out.append(forest_plot(rows, title=f"deltas of {c['name']}"))
         train = c.get("train") or {}
         att = train.get("attribution") or {}
-        out.append("<h3>Training reward beside the counter-metrics, over steps</h3>")
-        if att.get("steps"):
+        judged = train.get("judged_pairs")
+        if judged and att.get("steps"):  # the reward mix judged the pairs before DPO trained on them
+            out.append("<h3>The reward mix on the judged pairs, per chunk of four pairs</h3>")
+            out.append(f"<p>{judged['agreed']} pairs agree with the user's pick, {judged['flipped']} flipped, "
+                       f"{judged['dropped']} dropped; then {_e(train.get('method'))}: {_e(train.get('steps'))} steps, "
+                       f"loss {_n(train.get('loss_start'))} &rarr; {_n(train.get('loss_end'))}.</p>")
+            out.append(_lines(att["steps"], f"reward mix of {c['name']}"))
+        elif att.get("steps"):
+            out.append("<h3>Training reward beside the counter-metrics, over steps</h3>")
             out.append(_lines(att["steps"], f"training log of {c['name']}"))
         else:  # DPO logs no reward signals per step: its loss is the record
+            out.append("<h3>Training reward beside the counter-metrics, over steps</h3>")
             out.append(f"<p>{_e(train.get('method'))}: {_e(train.get('steps'))} steps, loss {_n(train.get('loss_start'))} "
                        f"&rarr; {_n(train.get('loss_end'))}; no per-step reward signals (the counter-metrics are the "
                        f"evaluation's deltas above).</p>")
