@@ -74,14 +74,14 @@ def serve(url: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     if workers > 1:
-        from posttrain.serve.workers import WorkerSettings, reuse_port_socket, run_workers
+        from posttrain.serve.workers import WorkerSettings, bind_socket, run_workers
 
         # The spawned workers import this module by name.
         os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent),
                                                     os.environ.get("PYTHONPATH", "")])
         settings = WorkerSettings(db=url, model="", system_prompt=None, docs=False,
                                   auth_failures_per_minute=30, limits={})
-        run_workers(workers, settings, reuse_port_socket("127.0.0.1", port), app="bench_ingest:worker_app")
+        run_workers(workers, settings, bind_socket("127.0.0.1", port, reuse_port=True), app="bench_ingest:worker_app")
         return
     app = bench_app(url)
     gc.collect()  # as posttrain.serve.app.serve does before serving

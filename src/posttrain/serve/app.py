@@ -101,21 +101,6 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
     return app
 
 
-def _bind(host: str, port: int):  # noqa: ANN202
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
 def _exit_cleanly_on_sigterm() -> None:
     """uvicorn re-raises SIGTERM after its graceful shutdown; make that a SystemExit so the
     `finally` below still closes the store (flushes the writer, checkpoints the WAL)."""
@@ -196,7 +181,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None,
                          auth_failures_per_minute=auth_failures_per_minute)
         app.state.model_ready = ready
         # Bind first, so a busy port is a one-line OSError before anything is printed.
-        sock = _bind(host, port)
+        from posttrain.serve.workers import bind_socket
+
+        sock = bind_socket(host, port)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
                                 h11_max_incomplete_event_size=errors.MAX_HEADER_BYTES)
         server = uvicorn.Server(config)
@@ -219,9 +206,8 @@ def _serve_workers(store: Store, host: str, port: int, db: str | None, model: st
                    auth_failures_per_minute: int, workers: int, say: Callable[[str], None]) -> None:
     """The parent of `workers` server processes: convert the model once, bind, supervise."""
     import dataclasses
-    import socket
 
-    from posttrain.serve.workers import WorkerSettings, reuse_port_socket, run_workers
+    from posttrain.serve.workers import WorkerSettings, bind_socket, run_workers
 
     prepare_model(store, model, say=say, load=None)  # each worker loads its own weights
     url = store.engine.url.render_as_string(hide_password=True)
@@ -229,7 +215,7 @@ def _serve_workers(store: Store, host: str, port: int, db: str | None, model: st
     settings = WorkerSettings(db=db, model=model, system_prompt=system_prompt, docs=docs,
                               auth_failures_per_minute=auth_failures_per_minute,
                               limits=dataclasses.asdict(limits or Limits()))
-    sock = reuse_port_socket(host, port) if hasattr(socket, "SO_REUSEPORT") else _bind(host, port)
+    sock = bind_socket(host, port, reuse_port=True)
     shown = f"[{host}]" if ":" in host else host
     say(f"posttrain serving http://{shown}:{sock.getsockname()[1]}/ (model {model}, store {url}, {workers} worker processes)")
     run_workers(workers, settings, sock, log_level=log_level, h11_max_incomplete_event_size=errors.MAX_HEADER_BYTES)

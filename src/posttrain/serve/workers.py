@@ -72,14 +72,16 @@ def worker_app():  # noqa: ANN201  (a FastAPI app; imported lazily)
     return app
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port) with SO_REUSEPORT (not listening yet: the worker listens).
-    Binding it also reserves the port, so the parent binds one first to fail early on a busy
-    port and to learn the port number when `port` is 0."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A socket bound to (host, port), not listening yet (uvicorn listens), inheritable by the
+    worker processes. `reuse_port`: with SO_REUSEPORT where the platform has it, so each worker
+    can bind a socket of its own on the port. Binding also reserves the port, so the server binds
+    first to fail early on a busy port and to learn the port number when `port` is 0."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -93,7 +95,7 @@ def run_workers(workers: int, settings: WorkerSettings, sock: socket.socket, *, 
                 app: str = APP, h11_max_incomplete_event_size: int | None = None) -> None:
     """Supervise `workers` processes serving `app` (an import string of an app factory that
     reads `ENV`) on the port `sock` is bound to, until SIGTERM/SIGINT. With SO_REUSEPORT (Linux,
-    the BSDs) `sock` must have been made by reuse_port_socket(); each worker then gets its own
+    the BSDs) `sock` must have been made by bind_socket(reuse_port=True); each worker then gets its own
     socket on that port. Without it, every worker accepts on `sock` itself."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -113,7 +115,7 @@ def run_workers(workers: int, settings: WorkerSettings, sock: socket.socket, *, 
 
         @property
         def sockets(self) -> list[socket.socket]:
-            made = reuse_port_socket(host, port)
+            made = bind_socket(host, port, reuse_port=True)
             handed.append(made)
             return [made]
 
