@@ -12,16 +12,8 @@ import pytest
 
 from posttrain.models.base import DecodingParams
 from posttrain.models.local import LocalBackend
+from test_models_local import CONVERSATIONS  # different lengths on purpose: batches of them are left-padded
 from test_models_local import sensitive_model_dir  # noqa: F401  (the padding-sensitive tiny model)
-
-# Different lengths on purpose: batches of them are left-padded.
-CONVERSATIONS = [
-    [{"role": "user", "content": "a"}],
-    [{"role": "user", "content": "hello " * 40}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "b c d"}],
-    [{"role": "user", "content": "zz" * 150}],
-    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}, {"role": "user", "content": "s"}],
-]
 
 
 @pytest.fixture(scope="module")
