@@ -195,3 +195,39 @@ def test_loop_once_on_a_small_store(tmp_path, small_deployment):
     assert len(lines) == 1 and json.loads(lines[0])["cycle"] == record["cycle"]
     r = subprocess.run([*exe, "loop", "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and "--once" in r.stderr
+
+
+def test_the_guarded_judge_relabels_pairs_by_the_reward_mix_and_attributes_it():
+    """judge_pairs: the answer the mix scores higher becomes the chosen one (the user's pick is
+    flipped when the mix disagrees), pairs it cannot separate are dropped, each signal's share of
+    the within-pair variance is recorded, and one signal carrying it for three chunks raises the
+    dominance alarm, as in GRPO."""
+    from posttrain.loop.guarded import judge_pairs
+    from posttrain.train.rewards import build_mix
+
+    mix = build_mix([{"signal": "flattery_opener", "weight": -1.0, "args": {"method": "rules"}},
+                     {"signal": "answer_correct", "weight": 1.0}])
+
+    def pair(q: str, chosen: str, rejected: str) -> dict:
+        return {"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+
+    rows = [pair("What is the capital of France?", "Great question! Paris.", "Paris."),   # flattery: flipped
+            pair("What is the capital of Peru?", "Lima.", "Great question! Lima."),       # agrees with the user
+            pair("What is 2 + 2?", "4", "4"),                                             # nothing separates: dropped
+            pair("What is 3 + 3?", "5", "6")]                                             # the wrong answer: flipped
+    cases = [{"answer": "Paris"}, {"answer": "Lima"}, {"answer": "4"}, {"answer": "6"}]
+    out = judge_pairs(rows, mix, cases, chunk=2)
+    assert (out["agreed"], out["flipped"], out["dropped"], out["kept"]) == (1, 2, 1, 3)
+    chosen = [r["chosen"][0]["content"] for r in out["rows"]]
+    assert chosen == ["Paris.", "Lima.", "6"]
+    shares = [s["shares"] for s in out["attribution"]["steps"]]
+    assert shares[0] == {"flattery_opener": pytest.approx(1.0), "answer_correct": pytest.approx(0.0)}
+    assert shares[1]["answer_correct"] == pytest.approx(1.0)
+    assert out["alarms"] == []  # one chunk each: no stretch
+
+    flattery_only = [rows[0]] * 6
+    out = judge_pairs(flattery_only, mix, [cases[0]] * 6, chunk=2)
+    assert [a["signal"] for a in out["alarms"]] == ["flattery_opener"] and out["alarms"][0]["steps"] == [1, 3]
+    with pytest.raises(ValueError, match="cases"):
+        judge_pairs(rows, mix, cases[:2])

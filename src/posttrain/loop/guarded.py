@@ -14,8 +14,6 @@ dominance alarm, so the gate reads the same lineage either way.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 __all__ = ["judge_pairs"]
@@ -69,9 +67,3 @@ def judge_pairs(rows: list[dict[str, Any]], mix: Any, cases: list[dict[str, Any]
     return {"rows": out, "kept": len(out), "agreed": agreed, "flipped": flipped, "dropped": dropped,
             "attribution": summary, "alarms": attribution.alarms}
 
-
-def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
-    with path.open("w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    return path

@@ -178,7 +178,8 @@ def train_guarded(store: Any, ctx: Context, base: str, name: str, rm: str | None
     (loop/guarded.py): correctness and instruction following up, flattery and bait down, the
     reward model capped at 1 with a small weight. The mix, its attribution and any dominance
     alarm go into the model's lineage like a GRPO run's."""
-    from posttrain.loop.guarded import judge_pairs, write_rows
+    from posttrain.loop.guarded import judge_pairs
+    from posttrain.reward.external import write_jsonl
 
     train_run = api("posttrain.train", "run")
     build_mix = api("posttrain.train.rewards", "build_mix")
@@ -192,7 +193,7 @@ def train_guarded(store: Any, ctx: Context, base: str, name: str, rm: str | None
     judged = judge_pairs(rows, mix, [columns(r["prompt"]) for r in rows])
     if not judged["rows"]:
         raise ValueError(f"the reward mix separates none of the {len(rows)} pairs: nothing to train the guarded candidate on")
-    data = write_rows(judged["rows"], ctx.path("data", "guarded_pairs.jsonl"))
+    data = write_jsonl(judged["rows"], ctx.path("data", "guarded_pairs.jsonl"))
     ctx.log(f"  reward mix: {judged['agreed']} pairs agree with the user, {judged['flipped']} flipped, "
             f"{judged['dropped']} dropped (no signal separates them)")
     lineage = {"reward_mix": mix.specs(), "trained_against": mix.names, "attribution": judged["attribution"],
