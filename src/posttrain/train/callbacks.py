@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,6 @@ class ProgressBar(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if not self.enabled or not state.is_world_process_zero:
             return
-        import sys
-        import time
-
         self.total, self.started = state.max_steps, time.monotonic()
         if not sys.stderr.isatty():  # a log file: a line every tenth of the run instead of a live bar
             self.lines = True
@@ -49,9 +48,6 @@ class ProgressBar(TrainerCallback):
         if self.bar is not None:
             self.bar.update(self.task, completed=state.global_step)
         elif self.lines:
-            import sys
-            import time
-
             every = max(1, self.total // 10)
             if state.global_step % every == 0 or state.global_step == self.total:
                 print(f"{self.label}: step {state.global_step}/{self.total} {self.fields['loss']} {self.fields['reward']} "
