@@ -48,6 +48,28 @@ def test_a_seed_draws_differently_from_another_seed(pair):
     assert texts(1) == texts(1) != texts(2)
 
 
+@pytest.mark.parametrize("decoder", ["loop", "generate"])
+def test_seeds_per_row_give_each_answer_what_it_gets_alone(pair, decoder):
+    """A batch with one seed per conversation: each answer is the one that conversation gets
+    alone with its seed, whatever it shares the batch with (the styled arms batch concurrent
+    requests this way)."""
+    backend = pair[0] if decoder == "loop" else pair[1]
+    params = DecodingParams(max_new_tokens=12, temperature=1.0, top_p=0.9)
+    seeds = [5, 6, 5, 9, 3]
+    batched = backend.generate(CONVERSATIONS, params, seeds=seeds)
+    alone = [backend.generate([c], DecodingParams(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=s))[0]
+             for c, s in zip(CONVERSATIONS, seeds)]
+    _same(batched, alone)
+    # In other company (batches of 3 by length: the rows now share a batch with others).
+    again = backend.generate(CONVERSATIONS[2:] + CONVERSATIONS[:1], params, seeds=seeds[2:] + seeds[:1])
+    _same(again, batched[2:] + batched[:1])
+    # and another seed changes that row's answer.
+    other = backend.generate(CONVERSATIONS, params, seeds=[s + 100 for s in seeds])
+    assert [g.text for g in other] != [g.text for g in batched]
+    with pytest.raises(ValueError, match="one integer per conversation"):
+        backend.generate(CONVERSATIONS, params, seeds=seeds[:-1])
+
+
 def test_stops_and_eos_end_rows_as_generate_does(pair):
     fast, slow = pair
     full = slow.generate(CONVERSATIONS, DecodingParams(max_new_tokens=24, temperature=0))

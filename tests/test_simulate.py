@@ -235,18 +235,19 @@ def test_concurrent_answers_of_an_arm_are_generated_as_one_batch(tiny_model_dir)
     real = base.generate
     gate = threading.Event()
 
-    def spy(conversations, params):  # the first call waits, so the others queue behind it
+    def spy(conversations, params, seeds=None):  # the first call waits, so the others queue behind it
         sizes.append(len(conversations))
         if len(sizes) == 1:
             gate.wait(10)
-        return real(conversations, params)
+        return real(conversations, params, seeds=seeds)
 
     base.generate = spy
     try:
-        params = DecodingParams(max_new_tokens=4, temperature=0.0)
+        # Sampled, each request with its own seed, as the simulator sends them.
+        params = [DecodingParams(max_new_tokens=6, temperature=1.0, seed=100 + i) for i in range(5)]
         prompts = [[{"role": "user", "content": f"Count to {i}."}] for i in range(5)]
         out: dict[int, str] = {}
-        threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, arm.generate([prompts[i]], params)[0].text))
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, arm.generate([prompts[i]], params[i])[0].text))
                    for i in range(5)]
         threads[0].start()
         while not sizes:
@@ -260,15 +261,15 @@ def test_concurrent_answers_of_an_arm_are_generated_as_one_batch(tiny_model_dir)
         for t in threads:
             t.join(30)
         assert sizes == [1, 4] and sorted(out) == list(range(5))
-        alone = [real([arm._prompt(p)], params)[0].text for p in prompts]
-        assert [out[i] for i in range(5)] == alone  # greedy: batching changes no answer
+        alone = [real([arm._prompt(p)], q)[0].text for p, q in zip(prompts, params)]
+        assert [out[i] for i in range(5)] == alone  # each sampled with its own seed: batching changes no answer
 
-        def broken(conversations, params):
+        def broken(conversations, params, seeds=None):
             raise RuntimeError("model fell over")
 
         base.generate = broken
         with pytest.raises(RuntimeError, match="fell over"):
-            arm.generate([prompts[0]], params)
+            arm.generate([prompts[0]], params[0])
         assert not variants._batcher(str(tiny_model_dir)).busy  # the next request is not stuck
     finally:
         base.generate = real

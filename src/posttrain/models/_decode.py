@@ -3,7 +3,9 @@
 It chooses tokens exactly as transformers' `generate()` does for the parameters posttrain
 passes (greedy argmax; or temperature, then top-p, then softmax and `torch.multinomial` over the
 whole batch each step, so a seed draws the same random numbers), and leaves stopping to the
-caller, who simply stops iterating.
+caller, who simply stops iterating. With one generator per row (`generators`), each row draws
+from its own seeded stream instead: a row's answer is then the one it gets alone with that seed,
+whatever else shares the batch (up to the batched products' rounding in the last bits).
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def fast_step(model: Any) -> LlamaStep | None:
     return None if extra else LlamaStep(model)
 
 
-def choose(logits: torch.Tensor, params: DecodingParams) -> torch.Tensor:
-    """Next token per row from fp32 logits [batch, vocab], as generate() picks it (top_k off)."""
+def choose(logits: torch.Tensor, params: DecodingParams,
+           generators: list[torch.Generator] | None = None) -> torch.Tensor:
+    """Next token per row from fp32 logits [batch, vocab], as generate() picks it (top_k off);
+    with `generators`, row i samples from generators[i]."""
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     scores = logits / params.temperature if params.temperature != 1.0 else logits
@@ -51,13 +55,18 @@ def choose(logits: torch.Tensor, params: DecodingParams) -> torch.Tensor:
         remove = cumulative <= (1 - params.top_p)
         remove[..., -1:] = False
         scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), float("-inf"))
-    return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+    probs = torch.softmax(scores, dim=-1)
+    if generators is None:
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+    return torch.cat([torch.multinomial(probs[i : i + 1], num_samples=1, generator=g).squeeze(1)
+                      for i, g in enumerate(generators)])
 
 
-def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: DecodingParams) -> Iterator[list[int]]:
+def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: DecodingParams,
+           generators: list[torch.Generator] | None = None) -> Iterator[list[int]]:
     """Yield each step's next token for every row of the left-padded batch, up to
-    max_new_tokens steps. Rows the caller considers finished keep getting tokens (ignored), as
-    in generate(); breaking out of the loop ends it and frees the cache."""
+    max_new_tokens steps (`generators`: one per row, see choose). Rows the caller considers
+    finished keep getting tokens (ignored), as in generate(); breaking out of the loop ends it and frees the cache."""
     batch, width = len(prompts), max(len(p) for p in prompts)
     total = width + params.max_new_tokens
     lengths = torch.tensor([len(p) for p in prompts])
@@ -72,7 +81,7 @@ def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: Decod
     try:
         logits = step.forward(ids, positions)
         for t in range(params.max_new_tokens):
-            tokens = choose(logits, params)
+            tokens = choose(logits, params, generators)
             yield tokens.tolist()
             if t + 1 < params.max_new_tokens:
                 logits = step.forward(tokens[:, None], (lengths + t)[:, None])
