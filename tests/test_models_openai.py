@@ -186,6 +186,54 @@ def test_unreachable_server_is_a_one_line_error():
     assert url in str(exc.value) and "\n" not in str(exc.value)
 
 
+def _agenerate(backend: OpenAIBackend, conv, params: DecodingParams, extra=None):
+    """backend.agenerate on a loop of its own, its sessions closed as the server closes them."""
+    import asyncio
+
+    from posttrain.models.openai_http import aclose_sessions
+
+    async def main():
+        try:
+            return await backend.agenerate(conv, params, extra)
+        finally:
+            await aclose_sessions()
+
+    return asyncio.run(main())
+
+
+def test_agenerate_sends_and_answers_as_generate_does(backend, server):
+    """The server's path (aiohttp on the event loop) against the sync one (httpx): the same
+    request body, the same Generation."""
+    params = DecodingParams(max_new_tokens=50, temperature=0.3, top_p=0.9, stop=("END",), seed=7)
+    extra = {"response_format": {"type": "json_object"}}
+    sync = backend.generate([_conv("hello there world END ignored")], params, extra=extra)[0]
+    sent_sync = server[1]["requests"][-1]
+    gen = _agenerate(backend, _conv("hello there world END ignored"), params, extra)
+    assert server[1]["requests"][-1] == sent_sync
+    assert (gen.text, gen.finish_reason, gen.prompt_tokens, gen.completion_tokens, gen.tool_calls) == \
+        (sync.text, sync.finish_reason, sync.prompt_tokens, sync.completion_tokens, sync.tool_calls) == \
+        ("echo: hello there world ", "stop", 7, 4, None)
+    assert gen.latency_ms > 0 and gen.extra == {"usage_reported": True}
+    assert _agenerate(backend, _conv("one two three"), DecodingParams(max_new_tokens=2)).finish_reason == "length"
+
+
+def test_agenerate_errors_are_the_same_one_line_errors(server):
+    url, _ = server
+    bad = OpenAIBackend(url, "served-model", api_key="sk-wrong")
+    with pytest.raises(BackendHTTPError) as exc:
+        _agenerate(bad, _conv("hi"), DecodingParams())
+    assert str(exc.value) == f"OpenAI-compatible server at {url}/chat/completions answered 401: Incorrect API key provided"
+    good = OpenAIBackend(url, "served-model", api_key=KEY)
+    with pytest.raises(BackendHTTPError) as exc:
+        _agenerate(good, _conv("crash"), DecodingParams())
+    assert str(exc.value).startswith(f"OpenAI-compatible server at {url}/chat/completions answered 500: Internal Server Error")
+    assert "\n" not in str(exc.value)
+    nowhere = f"http://127.0.0.1:{_free_port()}/v1"
+    with pytest.raises(BackendHTTPError, match="could not be reached") as exc:
+        _agenerate(OpenAIBackend(nowhere, "m", timeout=5), _conv("hi"), DecodingParams())
+    assert nowhere in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_version_and_bad_config():
     assert OpenAIBackend("http://h:1/v1/", "m").version() == "http://h:1/v1|m"
     with pytest.raises(ValueError, match="http"):
@@ -214,9 +262,12 @@ def test_posttrain_serve_proxies_an_openai_upstream_and_logs_the_exchange(server
 
         os.environ["UPSTREAM_KEY"] = KEY
         try:
-            with TestClient(create_app(store, default_model="upstream")) as client:
+            app = create_app(store, default_model="upstream")
+            with TestClient(app) as client:
                 r = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                                 json={"messages": [{"role": "user", "content": "proxy me please"}], "max_tokens": 10, "n": 2})
+            # The upstream was called on the event loop (agenerate), not from the generation pool.
+            assert not app.state.generation_pool._threads
         finally:
             del os.environ["UPSTREAM_KEY"]
         assert r.status_code == 200, r.text

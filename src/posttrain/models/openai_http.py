@@ -3,10 +3,16 @@ a hosted API), over plain HTTP with httpx.
 
 A batch is sent as concurrent single requests (`concurrency` in flight): these servers batch
 across requests themselves (continuous batching), so that is how they are fastest.
+
+The server proxies one answer at a time with `agenerate`, on its own event loop through aiohttp:
+no worker thread per request (the sync httpx call in a thread pool cost two thread hand-offs
+per proxied request; httpx's own async client cost more CPU than that, see BENCHMARKS.md).
+Everything else (batches, streams, the eval runner, the CLI) uses the sync httpx client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -32,8 +38,13 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def _reason(resp: httpx.Response) -> str:
     """The server's own error message when it sent OpenAI-style JSON, else its body or status."""
+    return _reason_of(resp.content, resp.reason_phrase)
+
+
+def _reason_of(raw: bytes, reason_phrase: str) -> str:
+    text = raw.decode("utf-8", "replace")
     try:
-        body = resp.json()
+        body = json.loads(text)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -44,7 +55,7 @@ def _reason(resp: httpx.Response) -> str:
             return _one_line(err)
         if body.get("detail"):
             return _one_line(json.dumps(body["detail"]) if not isinstance(body["detail"], str) else body["detail"])
-    return _one_line(resp.text) or resp.reason_phrase
+    return _one_line(text) or reason_phrase
 
 
 def _finish(reason: Any) -> str:
@@ -54,6 +65,19 @@ def _finish(reason: Any) -> str:
 
 # Upstream connections kept per backend instance: enough for the requests a server proxies at once.
 PROXY_CONNECTIONS = 64
+# event loop -> the backends that opened an aiohttp session on it (closed by `aclose_sessions`).
+# A server process runs one loop for its life; tests run several, each app closing its own.
+_LOOP_SESSIONS: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+
+
+async def aclose_sessions() -> None:
+    """Close the aiohttp sessions that `agenerate` opened on the running loop (the server calls
+    this when it shuts down; a session must be closed on its own loop)."""
+    loop = asyncio.get_running_loop()
+    for backend in _LOOP_SESSIONS.pop(loop, []):
+        session = backend._sessions.pop(loop, None)
+        if session is not None:
+            await session.close()
 
 
 @register_backend("openai")
@@ -81,7 +105,9 @@ class OpenAIBackend:
         self.api_key = api_key
         self.api_key_env = api_key_env
         self.concurrency = concurrency
+        self.timeout = timeout
         self.url = f"{self.base_url}/chat/completions"
+        self._sessions: dict[asyncio.AbstractEventLoop, Any] = {}  # loop -> aiohttp.ClientSession
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             # `concurrency` bounds one generate() call's fan-out; the pool itself is shared by
@@ -140,9 +166,14 @@ class OpenAIBackend:
             resp = self._client.post(self.url, json=self._body(conversation, params, False, extra), headers=self._headers())
         except httpx.HTTPError as exc:
             raise self._fail(exc) from None
-        self._check(resp)
+        return self._generation(resp.status_code, resp.content, resp.reason_phrase, started)
+
+    def _generation(self, status: int, raw: bytes, reason_phrase: str, started: float) -> Generation:
+        """The answer in a chat.completion body, or BackendHTTPError naming what was wrong."""
+        if status >= 400:
+            raise BackendHTTPError(f"OpenAI-compatible server at {self.url} answered {status}: {_reason_of(raw, reason_phrase)}")
         try:
-            data = resp.json()
+            data = json.loads(raw)
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
             calls = choice["message"].get("tool_calls") or None
@@ -150,7 +181,8 @@ class OpenAIBackend:
                 raise TypeError("tool_calls")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise BackendHTTPError(
-                f"OpenAI-compatible server at {self.url} sent a response without choices[0].message: {_one_line(resp.text, 120)}"
+                f"OpenAI-compatible server at {self.url} sent a response without choices[0].message: "
+                f"{_one_line(raw.decode('utf-8', 'replace'), 120)}"
             ) from None
         usage = data.get("usage") or {}
         return Generation(
@@ -162,6 +194,38 @@ class OpenAIBackend:
             extra={"usage_reported": bool(usage)},
             tool_calls=calls,
         )
+
+    async def agenerate(self, conversation: Messages, params: DecodingParams,
+                        extra: dict[str, Any] | None = None) -> Generation:
+        """One answer, awaited on the running event loop (aiohttp; one connection pool per
+        loop). The same request, answer and errors as `generate([conversation], ...)[0]`."""
+        import aiohttp
+
+        started = time.perf_counter()
+        body = json.dumps(self._body(conversation, params, False, extra)).encode()
+        headers = {"Content-Type": "application/json", **self._headers()}
+        try:
+            async with self._session().post(self.url, data=body, headers=headers) as resp:
+                raw = await resp.read()
+                status, phrase = resp.status, resp.reason or ""
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+        return self._generation(status, raw, phrase, started)
+
+    def _session(self):  # noqa: ANN202  (aiohttp.ClientSession, imported where used)
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            import aiohttp
+
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=max(self.concurrency, PROXY_CONNECTIONS)),
+                timeout=aiohttp.ClientTimeout(total=None, connect=min(self.timeout, 10.0), sock_read=self.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API upstream sets no cookies worth keeping
+            )
+            self._sessions[loop] = session
+            _LOOP_SESSIONS.setdefault(loop, []).append(self)
+        return session
 
     def generate(self, conversations: list[Messages], params: DecodingParams,
                  extra: dict[str, Any] | None = None) -> list[Generation]:

@@ -12,11 +12,12 @@ sent only after its write is committed). Several processes (and hosts) may serve
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
@@ -24,6 +25,7 @@ from fastapi import FastAPI
 from posttrain.feedback.service import FeedbackService
 from posttrain.serve import admin, chat, conversations, errors, feedback_api, models_api, personal
 from posttrain.serve.auth import AuthFailures, KeyCache
+from posttrain.serve.exchange_log import ExchangeLog
 from posttrain.serve.personal import PersonalizationCache
 from posttrain.serve.scheduler import Limits, Scheduler
 from posttrain.store._store import Store
@@ -40,6 +42,14 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 # than the requests in flight would queue them (8 threads halved proxy throughput at 16 clients).
 GENERATION_THREADS = 64
 log = logging.getLogger("posttrain.serve")
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    from posttrain.models.openai_http import aclose_sessions
+
+    await aclose_sessions()  # the upstream connections opened on this loop (serve/generation.py)
 
 
 def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limits | None = None,
@@ -61,6 +71,7 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
         redoc_url=None,
         # Plain `curl -d '{...}'` sends no JSON content type; parse the body as JSON anyway.
         strict_content_type=False,
+        lifespan=_lifespan,
     )
     # `/v1/models/` must not redirect to `/v1/models`: the redirect copied the request's Host
     # header into Location (an open redirect); API paths are exact.
@@ -72,6 +83,7 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
     app.state.auth_failures = AuthFailures(auth_failures_per_minute)
     app.state.keys = KeyCache(store)
     app.state.feedback = FeedbackService(store)
+    app.state.exchanges = ExchangeLog(store)
     app.state.personalization = PersonalizationCache(store)
     app.state.generation_pool = ThreadPoolExecutor(max_workers=GENERATION_THREADS, thread_name_prefix="posttrain-gen")
     errors.install(app)

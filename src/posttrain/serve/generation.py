@@ -4,7 +4,9 @@ Each answer (choice) of a request is one job: it waits for a slot on its backend
 scheduler.py), then runs in a worker thread. On the local model a job consumes the backend's
 stream, so setting the request's cancel event (the client disconnected) stops the generation
 after the next token and frees the model; an OpenAI-compatible upstream gets one plain request
-per answer (the upstream batches across requests) that runs to its end, its answer kept.
+per answer (the upstream batches across requests) that runs to its end, its answer kept. A
+backend with an `agenerate` coroutine (the openai backend, over aiohttp) is awaited on the event
+loop instead of taking a worker thread: two thread hand-offs fewer per proxied request.
 """
 
 from __future__ import annotations
@@ -85,12 +87,17 @@ async def generate_choices(request: Request, backend: Backend, user_id: str, pro
     key, capacity = lane_of(backend)
     loop = asyncio.get_running_loop()
     pool = request.app.state.generation_pool
+    # Only a backend with a lane of its own (parallel_requests: an HTTP upstream) is awaited on
+    # the loop; an in-process model would block it.
+    agenerate = getattr(backend, "agenerate", None) if key is not LOCAL_LANE else None
 
     async def one(i: int) -> Generation:
         p = params if params.seed is None or i == 0 else replace(params, seed=params.seed + i)
         async with sched.slot(key, capacity, user_id):
             if cancel.is_set():
                 return Generation("", 0, 0, 0.0, ABANDONED)
+            if agenerate is not None:
+                return await agenerate(prompt, p, extra or None)
             return await loop.run_in_executor(pool, run_choice, backend, prompt, p, extra, cancel)
 
     results = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
