@@ -121,3 +121,60 @@ def test_insert_events_batches_rows_and_resolves_repeated_keys_within_the_batch(
     assert again[0]["id"] == rows[3]["id"]
     with store.session() as s:
         assert feedback.count_events(s) == 4
+
+
+def _rows(store, user_id):
+    """Everything a user's exchanges stored, ids included, in a comparable form."""
+    from sqlalchemy import select
+
+    from posttrain.store.schema import Completion, Conversation, Message
+
+    with store.session() as s:
+        convs = sorted(tuple(r) for r in s.execute(select(
+            Conversation.id, Conversation.title, Conversation.transcript_hash).where(Conversation.user_id == user_id)))
+        ids = [c[0] for c in convs]
+        msgs = sorted(tuple(r) for r in s.execute(select(
+            Message.id, Message.conversation_id, Message.position, Message.role, Message.content,
+            Message.completion_id).where(Message.conversation_id.in_(ids))))
+        comps = sorted(tuple(r) for r in s.execute(select(
+            Completion.id, Completion.conversation_id, Completion.text).where(Completion.user_id == user_id)))
+    return convs, msgs, comps
+
+
+def test_exchanges_recorded_as_one_batch_store_what_recording_them_one_by_one_stores(store):
+    """record_exchanges (the server's group of concurrent requests): new conversations become
+    multi-row inserts, and a continued conversation sees the rows before it in the batch, here a
+    conversation started in the same batch, continued, then regenerated."""
+    def batch(user_id, tag):
+        n = iter(range(1000))
+        ident = lambda: f"{tag}{next(n):05d}"  # noqa: E731  (the same ids but for the tag)
+        conv, other = ident(), ident()
+        u1, a1 = {"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}
+        out = []
+        for c, is_new, turns, answer in [
+            (conv, True, [u1], "a1"), (other, True, [{"role": "user", "content": "elsewhere"}], "b"),
+            (conv, False, [u1, a1, {"role": "user", "content": "q2"}], "a2"),
+            (conv, False, [u1], "a1"),  # regenerated, with the text of the first answer
+        ]:
+            comp = {**_completion(user_id, c, answer, prompt=turns), "id": ident()}
+            transcript = [{"id": ident(), **m} for m in turns]
+            transcript.append({"id": ident(), "role": "assistant", "content": answer, "completion_id": comp["id"]})
+            out.append(chat.Exchange(user_id=user_id, conversation_id=c, is_new=is_new, title="t",
+                                     transcript=transcript, completions=[comp], now=datetime.now(timezone.utc)))
+        return out
+
+    def stored(user_id, tag):
+        return tuple(sorted(tuple(str(x).replace(tag, "") for x in row) for row in table)
+                     for table in _rows(store, user_id))
+
+    alice, _ = add_user(store, "alice")
+    together = batch(alice.id, "A")
+    store.write(lambda s: chat.record_exchanges(s, together))
+    bob, _ = add_user(store, "bob")
+    for ex in batch(bob.id, "B"):
+        store.write(lambda s, ex=ex: chat.record_exchange(s, ex))
+    assert stored(alice.id, "A") == stored(bob.id, "B")
+    convs, msgs, comps = stored(alice.id, "A")
+    assert len(convs) == 2 and len(comps) == 4
+    first = together[0].conversation_id.replace("A", "")
+    assert sorted((m[2], m[4]) for m in msgs if m[1] == first) == [("0", "q1"), ("1", "a1")]

@@ -167,7 +167,7 @@ async def _log(request: Request, turn: Turn, gens: list[Generation], request_id:
         user_id=turn.user.id, conversation_id=turn.conversation_id, is_new=turn.is_new,
         title=_title(turn.messages), transcript=transcript, completions=completions, now=now,
     )
-    await request.app.state.store.awrite(lambda s: chat_queries.record_exchange(s, exchange))
+    await request.app.state.exchanges.record(exchange)  # with the concurrent requests' (exchange_log.py)
     key = chat_queries.prompt_key(turn.prompt)
     for cid in ids:
         request.app.state.feedback.remember(cid, turn.user.id, request_id, key)

@@ -75,50 +75,75 @@ _INSERT_MESSAGE = insert(Message.__table__)
 
 def record_exchange(session: Session, ex: Exchange) -> None:
     """Write function: create/update the conversation, sync its transcript, insert completions."""
-    now = ex.now
-    # Core statements on the session's connection (inside the writer's savepoint): the ORM
-    # paths cost a large share of the writer's time per proxied chat request, and none of these
-    # rows needs the ORM.
+    record_exchanges(session, [ex])
+
+
+def record_exchanges(session: Session, exchanges: list[Exchange]) -> None:
+    """Write function for the exchanges of concurrent requests, in one transaction: the new
+    conversations of all of them as one multi-row insert per table (conversations, then
+    completions, then messages); a continued conversation is synced in its turn, after the rows
+    before it are inserted, so the result is that of recording them one after the other."""
+    # Core statements on the session's connection: the ORM paths cost a large share of the
+    # writer's time per proxied chat request, and none of these rows needs the ORM. One row
+    # (the usual case at low load) is a plain execute: executemany costs more per call.
     conn = session.connection()
-    if ex.is_new:
-        conn.execute(_INSERT_CONVERSATION, {
-            "id": ex.conversation_id, "user_id": ex.user_id, "title": ex.title,
-            "transcript_hash": transcript_hash(ex.transcript), "created_at": now, "updated_at": now,
-        })
-        keep = 0
-    else:
-        stored = session.execute(
-            select(Message.position, Message.role, Message.content)
-            .where(Message.conversation_id == ex.conversation_id)
-            .order_by(Message.position)
-        ).all()
-        keep = 0
-        for row, new in zip(stored, ex.transcript):
-            if row.role != new["role"] or row.content != new["content"]:
-                break
-            keep += 1
-        if keep < len(stored):
-            session.execute(delete(Message).where(
-                Message.conversation_id == ex.conversation_id, Message.position >= keep
-            ))
-        conn.execute(_TOUCH_CONVERSATION, {
-            "conversation_id": ex.conversation_id, "thash": transcript_hash(ex.transcript), "now": now,
-        })
-    if ex.completions:
-        # One row (n=1, the usual case) as a plain execute: executemany costs more per call.
-        rows = ex.completions
-        conn.execute(_INSERT_COMPLETION, rows[0] if len(rows) == 1 else rows)
-    _link_answers(session, ex, keep)
-    new_messages = [
-        {
-            "id": m["id"], "conversation_id": ex.conversation_id, "position": pos,
-            "role": m["role"], "content": m["content"], "completion_id": m.get("completion_id"),
-            "created_at": now, "tool_calls": m.get("tool_calls"), "tool_call_id": m.get("tool_call_id"),
-        }
-        for pos, m in enumerate(ex.transcript) if pos >= keep
-    ]
-    if new_messages:
-        conn.execute(_INSERT_MESSAGE, new_messages)
+    conversations: list[dict[str, Any]] = []
+    completions: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+
+    def insert_pending() -> None:
+        for statement, rows in ((_INSERT_CONVERSATION, conversations), (_INSERT_COMPLETION, completions),
+                                (_INSERT_MESSAGE, messages)):
+            if rows:
+                conn.execute(statement, rows[0] if len(rows) == 1 else list(rows))
+                rows.clear()
+
+    for ex in exchanges:
+        if ex.is_new:
+            conversations.append({
+                "id": ex.conversation_id, "user_id": ex.user_id, "title": ex.title,
+                "transcript_hash": transcript_hash(ex.transcript), "created_at": ex.now, "updated_at": ex.now,
+            })
+            keep = 0
+        else:
+            insert_pending()  # what came before in this batch may be this conversation's history
+            keep = _sync_transcript(session, conn, ex)
+        completions.extend(ex.completions)
+        if not ex.is_new:
+            insert_pending()  # its own completions too: a resent answer is linked to the latest
+            _link_answers(session, ex, keep)
+        messages.extend(
+            {
+                "id": m["id"], "conversation_id": ex.conversation_id, "position": pos,
+                "role": m["role"], "content": m["content"], "completion_id": m.get("completion_id"),
+                "created_at": ex.now, "tool_calls": m.get("tool_calls"), "tool_call_id": m.get("tool_call_id"),
+            }
+            for pos, m in enumerate(ex.transcript) if pos >= keep
+        )
+    insert_pending()
+
+
+def _sync_transcript(session: Session, conn: Any, ex: Exchange) -> int:
+    """Touch a continued conversation and drop its stored messages from the first one that
+    differs; returns how many stored messages are kept."""
+    stored = session.execute(
+        select(Message.position, Message.role, Message.content)
+        .where(Message.conversation_id == ex.conversation_id)
+        .order_by(Message.position)
+    ).all()
+    keep = 0
+    for row, new in zip(stored, ex.transcript):
+        if row.role != new["role"] or row.content != new["content"]:
+            break
+        keep += 1
+    if keep < len(stored):
+        session.execute(delete(Message).where(
+            Message.conversation_id == ex.conversation_id, Message.position >= keep
+        ))
+    conn.execute(_TOUCH_CONVERSATION, {
+        "conversation_id": ex.conversation_id, "thash": transcript_hash(ex.transcript), "now": ex.now,
+    })
+    return keep
 
 
 def _link_answers(session: Session, ex: Exchange, keep: int) -> None:
