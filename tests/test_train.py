@@ -61,6 +61,7 @@ def store(tmp_path, tiny_model_dir):
     ({"lora_r": -1}, "lora_r"), ({"learning_rate": "fast"}, "learning_rate"), ({"finetune": "qlora"}, "finetune"),
     ({"nope": 1}, "nope"), ({"reward_mix": [{"signal": "x", "cap": 0}]}, "reward_mix[0].cap"),
     ({"reward_mix": [{"signal": "x", "wieght": 1}]}, "reward_mix[0].wieght"), ({"num_generations": 1}, "num_generations"),
+    ({"lora_layers": -1}, "lora_layers"), ({"precompute_ref": "yes"}, "precompute_ref"),
 ])
 def test_bad_config_names_the_field(values, field):
     with pytest.raises(ConfigError, match=f"config field '{field}'" if "[" not in field else "reward_mix\\[0\\]"):
@@ -153,6 +154,28 @@ def test_preference_methods_train_and_register(tmp_path, store, method, rows):
     t = info.metrics["train"]
     assert t["method"] == method and t["steps"] == 1 and t["loss_start"] is not None
     assert t["config"]["beta"] is None and info.parent == "tiny"
+
+
+def test_lora_on_the_last_layers_with_precomputed_reference(tmp_path, store, tiny_model_dir):
+    """lora_layers = 1: only the last layer's weights change (the merged folder against the
+    base); precompute_ref: DPO runs with the reference computed once. Too many layers: an error
+    naming the field, before training."""
+    from safetensors.torch import load_file
+
+    from posttrain.train import run
+
+    data = _write(tmp_path / "d.jsonl", dpo_rows())
+    info = run("dpo", store=store, base="tiny", name="tiny-top", data=data, max_steps=2, progress=False,
+               config={**FAST, "lora_layers": 1, "precompute_ref": True})
+    assert info.metrics["train"]["config"]["lora_layers"] == 1 and info.metrics["train"]["config"]["precompute_ref"]
+    before = load_file(str(next(tiny_model_dir.glob("*.safetensors"))))
+    after = load_file(str(next(Path(info.config["path"]).glob("*.safetensors"))))
+    changed = {k.split(".layers.")[1].split(".")[0] for k in before if ".layers." in k and not (before[k] == after[k]).all()}
+    assert changed == {"1"}  # the tiny model has layers 0 and 1
+    assert all((before[k] == after[k]).all() for k in before if ".layers." not in k)
+    with pytest.raises(ValueError, match="'lora_layers': the model has 2 layers, got 3"):
+        run("dpo", store=store, base="tiny", name="tiny-top-3", data=data, max_steps=1, progress=False,
+            config={**FAST, "lora_layers": 3})
 
 
 def test_grpo_prints_attribution_and_flags_a_dominating_signal(tmp_path, store):

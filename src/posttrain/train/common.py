@@ -96,14 +96,41 @@ def trl_args(cfg: TrainConfig, out_dir: Path, *, logging_steps: int = 1) -> dict
     return args
 
 
-def peft_config(cfg: TrainConfig) -> Any:
-    """A peft LoraConfig, or None for full fine-tuning."""
+def peft_config(cfg: TrainConfig, model_dir: Path | None = None) -> Any:
+    """A peft LoraConfig, or None for full fine-tuning. With `lora_layers` = N the adapters go on
+    the last N of the model's layers (read from model_dir's config.json)."""
     if cfg.finetune == "full":
         return None
     from peft import LoraConfig
 
+    targets, layers = cfg.lora_targets, {}
+    if cfg.lora_layers:
+        total, linear = _layers_and_linear_names(model_dir)
+        if cfg.lora_layers > total:
+            raise ValueError(f"config field 'lora_layers': the model has {total} layers, got {cfg.lora_layers}")
+        layers = {"layers_to_transform": list(range(total - cfg.lora_layers, total))}
+        if targets == "all-linear":  # peft takes a layer subset only with a list of module names
+            targets = linear
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                      target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
+                      target_modules=targets, task_type="CAUSAL_LM", **layers)
+
+
+def _layers_and_linear_names(model_dir: Path | None) -> tuple[int, list[str]]:
+    """The model's layer count and the names of its linear modules but the output head (what
+    peft's "all-linear" means), read from an empty (meta-device) copy of the model."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    total = getattr(config, "num_hidden_layers", None)
+    if not isinstance(total, int) or total < 1:
+        raise ValueError(f"config field 'lora_layers': {model_dir} names no num_hidden_layers")
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    head = model.get_output_embeddings()
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+    return total, sorted(names)
 
 
 def accelerate_config(name: str) -> Path:

@@ -37,9 +37,15 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_targets: list[str] | str = "all-linear"
+    # Adapters on the last N transformer layers only (0: every layer). The frozen layers below
+    # need no backward pass, which is most of a LoRA step's cost on a CPU (docs/train.md).
+    lora_layers: int = 0
     max_length: int = 512  # prompt + answer tokens (SFT/DPO/KTO)
     beta: float | None = None  # DPO/KTO/GRPO KL strength; None: the method's default
     sft_weight: float = 0.0  # DPO only: weight of the NLL on the chosen answer (TRL's "sft" loss; RPO)
+    # DPO/KTO: the reference model's log-probabilities computed once before training (TRL's
+    # precompute_ref_log_probs) instead of a reference forward pass in every step.
+    precompute_ref: bool = False
     seed: int = 0
     save_steps: int = 50  # checkpoint interval (steps); a killed run resumes from the last one
     # GRPO only
@@ -121,6 +127,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.beta is not None:
         _check_number("beta", cfg.beta, integer=False, allow_zero=True)
     _check_number("sft_weight", cfg.sft_weight, integer=False, allow_zero=True)
+    _check_number("lora_layers", cfg.lora_layers, integer=True, allow_zero=True)
+    if not isinstance(cfg.precompute_ref, bool):
+        raise _bad("precompute_ref", "must be true or false", cfg.precompute_ref)
     if cfg.finetune not in ("lora", "full"):
         raise _bad("finetune", "must be 'lora' or 'full'", cfg.finetune)
     targets = cfg.lora_targets

@@ -62,4 +62,4 @@ def build(cfg: TrainConfig, model_dir: Path, tokenizer: Any, rows: list[dict[str
     tokenizer.padding_side = "left"  # generation continues from the last position
     return GRPOTrainer(model=str(model_dir), reward_funcs=[reward_function(s, attribution) for s in mix.signals],
                        args=trl_config(cfg, out_dir, mix.weights), train_dataset=data,
-                       processing_class=tokenizer, peft_config=peft_config(cfg), callbacks=callbacks)
+                       processing_class=tokenizer, peft_config=peft_config(cfg, model_dir), callbacks=callbacks)

@@ -28,7 +28,7 @@ def build(cfg: TrainConfig, model_dir: Path, tokenizer: Any, rows: list[dict[str
     # the final assistant turn (TRL's completion_only_loss), as the target the data names.
     data = Dataset.from_list([_split(r["messages"]) for r in rows])
     return SFTTrainer(model=str(model_dir), args=trl_config(cfg, out_dir), train_dataset=data,
-                      processing_class=tokenizer, peft_config=peft_config(cfg), callbacks=callbacks)
+                      processing_class=tokenizer, peft_config=peft_config(cfg, model_dir), callbacks=callbacks)
 
 
 def _split(messages: list[dict[str, str]]) -> dict[str, Any]:
