@@ -16,6 +16,10 @@ no-op route and then on /v1/feedback (thumbs, each with a unique idempotency key
 one committed row); (2) open loop at `--rate` events/s offered on /v1/feedback, latency from the
 scheduled send time (p50/p99/p999). Targets on 2 cores: >= 2,500 events/s at saturation and
 >= 70 % of the ceiling; p99 < 10 ms at 1,000 events/s offered.
+
+Beside each saturation phase: the CPU of this machine's PostgreSQL processes (every process
+named `postgres`: the backends serving the workers, the WAL writer...; 0 on SQLite) and how busy
+the whole machine was (/proc/stat), per event, to show what else shared the cores.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import tempfile
 import time
@@ -135,14 +140,16 @@ def measure(url: str, key: str, cid: str, workers: int, args: argparse.Namespace
     try:
         _load.run_wrk("warm-up", base + "/bench/noop", _load.wrk_post_script("/bench/noop", headers, body("w")),
                       args.connections, 2, proc.pid)
-        noop = _load.run_wrk("no-op ceiling" + tag, base + "/bench/noop",
-                             _load.wrk_post_script("/bench/noop", headers, body("n")),
-                             args.connections, args.seconds, proc.pid)
+        noop = _metered(lambda: _load.run_wrk("no-op ceiling" + tag, base + "/bench/noop",
+                                              _load.wrk_post_script("/bench/noop", headers, body("n")),
+                                              args.connections, args.seconds, proc.pid))
         print(noop.line(), flush=True)
-        ingest = _load.run_wrk("feedback (saturation)" + tag, base + "/v1/feedback",
-                               _load.wrk_post_script("/v1/feedback", headers, body("s")),
-                               args.connections, args.seconds, proc.pid)
+        print(_cpu_line(noop), flush=True)
+        ingest = _metered(lambda: _load.run_wrk("feedback (saturation)" + tag, base + "/v1/feedback",
+                                                _load.wrk_post_script("/v1/feedback", headers, body("s")),
+                                                args.connections, args.seconds, proc.pid))
         print(ingest.line(), flush=True)
+        print(_cpu_line(ingest), flush=True)
         print(f"feedback / no-op ceiling with {workers} worker(s): {100 * ingest.rps / noop.rps:.0f} %", flush=True)
         open_body = body("o")
         opened = _load.open_loop(
@@ -156,6 +163,47 @@ def measure(url: str, key: str, cid: str, workers: int, args: argparse.Namespace
     expected = ingest.requests + opened.requests - opened.errors
     print(f"stored events: {stored} (acknowledged by the two feedback phases: >= {expected})")
     return [noop, ingest, opened]
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by every live process named `postgres` (this machine's server)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" not in text:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def _machine_busy() -> float:
+    """CPU seconds (all cores) the machine spent not idle so far."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / _TICK
+
+
+def _metered(run):  # noqa: ANN001, ANN202
+    """run() -> LoadResult, with the PostgreSQL and whole-machine CPU seconds of the phase added."""
+    pg, busy = _postgres_cpu(), _machine_busy()
+    r = run()
+    r.extra["postgres_cpu"] = _postgres_cpu() - pg
+    r.extra["machine_busy"] = _machine_busy() - busy
+    return r
+
+
+def _cpu_line(r: _load.LoadResult) -> str:
+    n = max(r.requests, 1)
+    return (f"    CPU per request: server {1000 * r.server_cpu / n:.2f} ms, PostgreSQL processes "
+            f"{1000 * r.extra['postgres_cpu'] / n:.2f} ms ({100 * r.extra['postgres_cpu'] / r.seconds:.0f} % of a core), "
+            f"generator {1000 * r.generator_cpu / n:.2f} ms; machine busy "
+            f"{100 * r.extra['machine_busy'] / r.seconds:.0f} % of {os.cpu_count()} cores")
 
 
 def _count(url: str) -> int:

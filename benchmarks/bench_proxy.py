@@ -2,7 +2,7 @@
 pass-through proxy (the floor), and through posttrain at 1, 2, 4... worker processes.
 
     .venv/bin/python benchmarks/bench_proxy.py [--delay-ms 50 0] [--workers 1 2] [--seconds 10]
-        [--connections 16] [--db URL] [--profile DIR]
+        [--connections 16] [--db URL] [--profile DIR] [--compare-src DIR [--rounds N]]
 
 The upstream is a fake OpenAI-compatible server in its own process: a raw asyncio protocol
 that answers every POST with the same short chat.completion after `--delay-ms` (0 = as fast as
@@ -22,7 +22,12 @@ the figures are the throughput kept (% of direct), the added p50/p99 latency, an
 CPU per request (all of a server's processes counted) as a multiple of the floor's. Targets
 (issue 13): CPU per logged exchange <= 1.5x the floor's; >= 95 % of direct throughput at
 --workers 2 and a 50 ms upstream. `--profile DIR` records a py-spy profile of each posttrain
-phase (pip install py-spy) and prints its top functions.
+phase (pip install py-spy) and prints its top functions. `--compare-src DIR` measures a change
+side by side: each posttrain phase runs first from the `src` folder DIR of another checkout
+(e.g. `git archive HEAD src | tar -x -C /tmp/base`, then DIR=/tmp/base/src), labelled "(compare)",
+then from this one; `--rounds N` repeats the posttrain phases N times, alternating.
+`--aiohttp-floor` adds, for reference, the same bare proxy with aiohttp as its upstream client
+(posttrain's server-side client); the targets stay against the httpx floor.
 """
 
 from __future__ import annotations
@@ -123,12 +128,37 @@ def bare_app(upstream_url: str):  # noqa: ANN201
     return app
 
 
-def run_bare(port: int, upstream_port: int) -> None:
+def bare_aiohttp_app(upstream_url: str):  # noqa: ANN201
+    """The floor with the upstream client posttrain uses (aiohttp), for reference only: the
+    targets are against `bare_app`."""
+    import aiohttp
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    sessions: list[aiohttp.ClientSession] = []
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)))
+        async with sessions[0].post(upstream_url, json=body) as r:
+            return JSONResponse(json.loads(await r.read()), status_code=r.status)
+
+    return app
+
+
+def run_bare(port: int, upstream_port: int, client: str = "httpx") -> None:
     import gc
 
     import uvicorn
 
-    app = bare_app(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
+    make = bare_aiohttp_app if client == "aiohttp" else bare_app
+    app = make(f"http://127.0.0.1:{upstream_port}/v1/chat/completions")
     gc.collect()  # as `posttrain serve` does
     gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -171,9 +201,11 @@ def top_functions(collapsed: Path, n: int = 15) -> list[str]:
     return lines
 
 
-def _start_posttrain(url: str, port: int, model: str, workers: int):  # noqa: ANN202
+def _start_posttrain(url: str, port: int, model: str, workers: int, src: str | None = None):  # noqa: ANN202
     exe = Path(sys.executable).with_name("posttrain")
-    return _load.spawn([str(exe), "serve", "--db", url, "--port", str(port), "--model", model,
+    # `env` execs the server, so the pid measured is the server's own.
+    prefix = ["env", f"PYTHONPATH={Path(src).resolve()}"] if src else []
+    return _load.spawn([*prefix, str(exe), "serve", "--db", url, "--port", str(port), "--model", model,
                         "--workers", str(workers), "--user-concurrency", "0", "--user-tokens-per-minute", "0"], port)
 
 
@@ -186,6 +218,10 @@ def measure(delay_ms: float, args: argparse.Namespace) -> dict[str, _load.LoadRe
     up_port, bare_port = _load.free_port(), _load.free_port()
     upstream = _load.spawn([sys.executable, __file__, "--upstream-only", str(up_port), str(delay_ms)], up_port)
     bare = _load.spawn([sys.executable, __file__, "--bare-only", str(bare_port), str(up_port)], bare_port)
+    bare_aio = None
+    if args.aiohttp_floor:
+        aio_port = _load.free_port()
+        bare_aio = _load.spawn([sys.executable, __file__, "--bare-only", str(aio_port), str(up_port), "aiohttp"], aio_port)
     key, _ = _load.seed(url)
     store = Store.open(url)
     from posttrain.ids import new_id
@@ -218,18 +254,26 @@ def measure(delay_ms: float, args: argparse.Namespace) -> dict[str, _load.LoadRe
         floor = phase("bare proxy (floor)", bare_port, None, bare.pid, profile=f"bare-{delay_ms:g}ms")
         bare.terminate()
         bare.wait(timeout=30)
-        for workers in args.workers:
-            pt_port = _load.free_port()
-            proxy = _start_posttrain(url, pt_port, name, workers)
-            try:
-                phase(f"posttrain --workers {workers}", pt_port, key, proxy.pid,
-                      profile=f"posttrain-w{workers}-{delay_ms:g}ms")
-            finally:
-                proxy.terminate()
-                proxy.wait(timeout=30)
+        if bare_aio is not None:
+            phase("bare proxy (aiohttp)", aio_port, None, bare_aio.pid)
+            bare_aio.terminate()
+            bare_aio.wait(timeout=30)
+        sources = [(" (compare)", args.compare_src), ("", None)] if args.compare_src else [("", None)]
+        for rnd in range(args.rounds):
+            for workers in args.workers:
+                for tag, src in sources:
+                    pt_port = _load.free_port()
+                    proxy = _start_posttrain(url, pt_port, name, workers, src)
+                    suffix = f" #{rnd + 1}" if args.rounds > 1 else ""
+                    try:
+                        phase(f"posttrain{tag} --workers {workers}{suffix}", pt_port, key, proxy.pid,
+                              profile=f"posttrain{'-compare' if src else ''}-w{workers}-{delay_ms:g}ms{suffix.strip()}")
+                    finally:
+                        proxy.terminate()
+                        proxy.wait(timeout=30)
     finally:
-        for p in (bare, upstream):
-            if p.poll() is None:
+        for p in (bare, bare_aio, upstream):
+            if p is not None and p.poll() is None:
                 p.terminate()
                 p.wait(timeout=30)
         tmp.cleanup()
@@ -238,12 +282,17 @@ def measure(delay_ms: float, args: argparse.Namespace) -> dict[str, _load.LoadRe
         return 1000 * r.server_cpu / max(r.requests, 1)
 
     print(f"  bare proxy: {100 * floor.rps / direct.rps:.1f} % of direct, {per_req(floor):.2f} ms CPU per request")
+    aio = results.get("bare proxy (aiohttp)")
+    if aio is not None:
+        print(f"  bare proxy (aiohttp, reference only): {100 * aio.rps / direct.rps:.1f} % of direct,"
+              f" {per_req(aio):.2f} ms CPU per request = {per_req(aio) / per_req(floor):.2f}x the floor's")
     for label, r in results.items():
         if not label.startswith("posttrain"):
             continue
         print(f"  {label}: {100 * r.rps / direct.rps:.1f} % of direct (bare proxy {100 * floor.rps / direct.rps:.1f} %);"
               f" added latency p50 {r.p50 - direct.p50:+.2f} ms, p99 {r.p99 - direct.p99:+.2f} ms;"
-              f" CPU per logged exchange {per_req(r):.2f} ms = {per_req(r) / per_req(floor):.2f}x the bare proxy's")
+              f" CPU per logged exchange {per_req(r):.2f} ms = {per_req(r) / per_req(floor):.2f}x the bare proxy's"
+              + (f" ({per_req(r) / per_req(aio):.2f}x the aiohttp one's)" if aio is not None else ""))
     return results
 
 
@@ -256,14 +305,18 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--db", help="store URL (default: a fresh SQLite file per delay)")
     ap.add_argument("--profile", metavar="DIR", help="record a py-spy profile of each proxy phase into DIR")
+    ap.add_argument("--compare-src", metavar="DIR", help="also run posttrain from this src folder, alternating")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the posttrain phases, alternating (with --compare-src)")
     ap.add_argument("--upstream-only", nargs=2, metavar=("PORT", "DELAY_MS"), help=argparse.SUPPRESS)
-    ap.add_argument("--bare-only", nargs=2, metavar=("PORT", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--aiohttp-floor", action="store_true",
+                    help="also measure the bare proxy with aiohttp as its upstream client (reference only)")
+    ap.add_argument("--bare-only", nargs="+", metavar="PORT UPSTREAM_PORT [CLIENT]", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.upstream_only:
         run_upstream(int(args.upstream_only[0]), float(args.upstream_only[1]) / 1000)
         return
     if args.bare_only:
-        run_bare(int(args.bare_only[0]), int(args.bare_only[1]))
+        run_bare(int(args.bare_only[0]), int(args.bare_only[1]), *args.bare_only[2:])
         return
     print(f"load average before: {_load.load_average()}  store: {(args.db or 'sqlite (temp file)').split('?')[0]}")
     for delay in args.delay_ms:
