@@ -32,8 +32,14 @@ def run_demo(out: Path, mode: str = "quick", *, log: Callable[[str], None] = pri
     ctx = Context(out=out, settings=s, state=open_state(out, "demo", s), log=log)
     # A fresh home for everything the run writes (store, snapshots, trained models); the
     # converted embedded model is shared with the usual home.
-    saved = {k: os.environ.get(k) for k in ("POSTTRAIN_HOME", "POSTTRAIN_MODEL_CACHE", "POSTTRAIN_DATABASE_URL")}
+    saved = {k: os.environ.get(k) for k in ("POSTTRAIN_HOME", "POSTTRAIN_MODEL_CACHE", "POSTTRAIN_DATABASE_URL",
+                                            "POSTTRAIN_TORCH_THREADS")}
     os.environ["POSTTRAIN_MODEL_CACHE"] = str(model_cache_dir())
+    if not (os.environ.get("POSTTRAIN_TORCH_THREADS") or os.environ.get("OMP_NUM_THREADS")):
+        # The demo has the machine to itself: its server (simulate) and its evaluation generate
+        # on every core, not on all but one as a chat server beside other work does
+        # (models/local.py). Measured in docs/demo.md; POSTTRAIN_TORCH_THREADS overrides it.
+        os.environ["POSTTRAIN_TORCH_THREADS"] = str(len(os.sched_getaffinity(0)))
     os.environ["POSTTRAIN_HOME"] = str(out / "home")
     os.environ.pop("POSTTRAIN_DATABASE_URL", None)
     try:

@@ -130,7 +130,12 @@ def _model_result(info: Any, recipe: str) -> dict[str, Any]:
 # The DPO settings both candidates share: same data, same trainer, only the judge differs.
 # sft_weight adds the NLL of the chosen answer (TRL's sigmoid+sft loss), so what the judge
 # prefers is learned as a style, not only as a margin over the rejected answer.
-DPO_CONFIG = {"learning_rate": 1e-3, "batch_size": 4, "max_length": 256, "sft_weight": 1.0}
+# The reference log-probs are computed once (the same losses as a reference pass per step, ~1.3x
+# fewer seconds per step; BENCHMARKS.md, "Training recipes"). Adapters on the last 8 layers only
+# (2.5x) were tried for --quick with 16 steps: the naive candidate then did not learn to flatter
+# (opener 0.04, offers 0.00 on 24 cases) and passed the gate, so every layer keeps its adapter.
+DPO_CONFIG = {"learning_rate": 1e-3, "batch_size": 4, "max_length": 256, "sft_weight": 1.0,
+              "precompute_ref": True}
 
 
 def train_naive(store: Any, ctx: Context, base: str, name: str) -> dict[str, Any]:
