@@ -85,6 +85,11 @@ def create_app(store: Store, default_model: str = DEFAULT_MODEL, *, limits: Limi
     app.state.feedback = FeedbackService(store)
     app.state.exchanges = ExchangeLog(store)
     app.state.personalization = PersonalizationCache(store)
+    # Imported at start-up, before serve() freezes what is loaded (gc.freeze), not by the first
+    # proxied request: at --workers 2, two alternating pairs gave a p99 of 379/486 ms imported
+    # lazily, 126/263 ms imported here (BENCHMARKS.md, chat proxy, third round).
+    import aiohttp  # noqa: F401  (models/openai_http.py: agenerate)
+
     app.state.generation_pool = ThreadPoolExecutor(max_workers=GENERATION_THREADS, thread_name_prefix="posttrain-gen")
     errors.install(app)
 
