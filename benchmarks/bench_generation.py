@@ -14,7 +14,10 @@ streamed answer at batch 1: time to the first chunk and tokens/s). `--profile` a
 batch-1 step spends its time and the bandwidth the matrix products reach, alone and in the loop.
 
 Run by hand:  .venv/bin/python benchmarks/bench_generation.py [--max-new-tokens 64] [--rounds 2] [--profile] [--json]
-(POSTTRAIN_TORCH_THREADS=N sets the generation's threads.) The load average is printed too: on a
+    [--threads 1 2]
+(POSTTRAIN_TORCH_THREADS=N sets the generation's threads. `--threads 1 2` then also measures the
+backend's own loop at batch 1 and 8 with each of those torch thread counts, alternating in one
+process, best of `--rounds`, beside the same bounds.) The load average is printed too: on a
 shared machine other processes take cores and memory bandwidth away and every figure drops, so
 compare the before/after ratio (measured alternately, best of `--rounds`) more than the absolutes.
 """
@@ -155,6 +158,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternate before/after this many times; best kept")
     parser.add_argument("--profile", action="store_true", help="profile a batch-1 step of the default loop")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--threads", type=int, nargs="+", help="also compare these torch thread counts (own loop)")
     args = parser.parse_args()
 
     import torch
@@ -217,6 +221,19 @@ def main() -> None:
     }
     if args.profile:
         results["profile_batch1"] = profile_batch1(backend, weight_bytes)
+    if args.threads:
+        by_threads: dict[int, dict[int, list[float]]] = {t: {1: [], 8: []} for t in args.threads}
+        for _ in range(args.rounds):
+            for t in args.threads:
+                torch.set_num_threads(t)
+                for batch in (1, 8):
+                    by_threads[t][batch].append(tokens_per_second(backend, batch, args.max_new_tokens)[0])
+        torch.set_num_threads(run_threads)
+        results["threads_compared"] = [
+            {"threads": t, "batch": b, "tokens_per_s": round(max(v), 1), "all_rounds": [round(x, 1) for x in v],
+             "ratio": round(max(v) / min(b * bandwidth / weight_bytes, compute_bound), 3)}
+            for t, per in by_threads.items() for b, v in per.items()
+        ]
     results["load_average_1min_end"] = round(os.getloadavg()[0], 2)
 
     if args.json:
@@ -238,6 +255,9 @@ def main() -> None:
                        ("chat_stream_first_chunk_s", "chat stream, first chunk s"),
                        ("chat_stream_tokens_per_s", "chat stream, tok/s")):
         print(f"{label:>28}: before {w[key]['generate']}, after {w[key]['auto']}")
+    for r in results.get("threads_compared", []):
+        print(f"  own loop, {r['threads']} torch thread(s), batch {r['batch']}: {r['tokens_per_s']} tok/s "
+              f"(rounds {r['all_rounds']}), {r['ratio']} of the bound")
     if args.profile:
         p = results["profile_batch1"]
         print(f"batch-1 profile ({p['tokens']} tokens): matrix products {100 * p['matmul_share']:.0f} % of CPU time, "
