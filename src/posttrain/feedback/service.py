@@ -25,6 +25,7 @@ from posttrain.ids import new_id
 from posttrain.store import chat as chat_queries
 from posttrain.store import feedback as feedback_queries
 from posttrain.store._store import Store
+from posttrain.store.coalesce import Coalescer
 from posttrain.store.users import iso
 
 __all__ = ["CompletionNotFound", "FeedbackService", "InvalidFeedback", "Recorded"]
@@ -148,53 +149,12 @@ class FeedbackService:
         return self._result(row, await batcher.insert(row))
 
 
-class _Batcher:
-    """Coalesces the events of concurrent requests into one write function (one multi-row insert).
-
-    While one batch is being committed the next one gathers, so under load each commit carries
-    many events; alone, an event is written at once. If a batch fails, its rows are retried one
-    by one so a bad row fails alone and the others are still stored.
-    """
+class _Batcher(Coalescer):
+    """Feedback events of concurrent requests in one multi-row insert (store/coalesce.py); a
+    failed batch is retried row by row so a bad row fails alone."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self.pending: list[tuple[dict[str, Any], asyncio.Future]] = []
-        self.running = False
+        super().__init__(store, feedback_queries.insert_events, feedback_queries.insert_event)
 
     async def insert(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.pending.append((row, fut))
-        if not self.running:
-            self.running = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await fut
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending, []
-                rows = [r for r, _ in batch]
-                try:
-                    results = await self.store.awrite(lambda s: feedback_queries.insert_events(s, rows))
-                except Exception as exc:
-                    if len(batch) > 1:
-                        await self._one_by_one(batch)
-                    elif not batch[0][1].done():
-                        batch[0][1].set_exception(exc)
-                    continue
-                for (_, fut), result in zip(batch, results):
-                    if not fut.done():
-                        fut.set_result(result)
-        finally:
-            self.running = False
-
-    async def _one_by_one(self, batch: list[tuple[dict[str, Any], asyncio.Future]]) -> None:
-        for row, fut in batch:
-            try:
-                result = await self.store.awrite(lambda s, row=row: feedback_queries.insert_event(s, row))
-            except Exception as exc:
-                if not fut.done():
-                    fut.set_exception(exc)
-            else:
-                if not fut.done():
-                    fut.set_result(result)
+        return await self.submit(row)
