@@ -70,6 +70,30 @@ def test_seeds_per_row_give_each_answer_what_it_gets_alone(pair, decoder):
         backend.generate(CONVERSATIONS, params, seeds=seeds[:-1])
 
 
+@pytest.mark.parametrize("decoder", ["loop", "generate"])
+def test_temperatures_per_row_give_each_answer_what_it_gets_alone(pair, decoder):
+    """Rows at different temperatures (0 is greedy) in one batch, each with its own seed: each
+    answer is the one that conversation gets alone at its temperature (the two styled arms,
+    0.3 and 0.9, share batches this way)."""
+    backend = pair[0] if decoder == "loop" else pair[1]
+    key = DecodingParams(max_new_tokens=12, top_p=0.9)
+    seeds, temps = [5, 6, 5, 9, 3], [0.3, 0.9, 0.0, 1.0, 0.9]
+    batched = backend.generate(CONVERSATIONS, key, seeds=seeds, temperatures=temps)
+    alone = [backend.generate([c], DecodingParams(max_new_tokens=12, temperature=t, top_p=0.9, seed=s))[0]
+             for c, s, t in zip(CONVERSATIONS, seeds, temps)]
+    _same(batched, alone)
+    # The temperature is used: the same seeds all at 0 give the greedy answers, which differ.
+    greedy = backend.generate(CONVERSATIONS, key, seeds=seeds, temperatures=[0.0] * 5)
+    _same(greedy, backend.generate(CONVERSATIONS, DecodingParams(max_new_tokens=12, temperature=0)))
+    assert [g.text for g in greedy] != [g.text for g in batched]
+    with pytest.raises(ValueError, match="need seeds"):
+        backend.generate(CONVERSATIONS, key, temperatures=temps)
+    with pytest.raises(ValueError, match="one number >= 0 per conversation"):
+        backend.generate(CONVERSATIONS, key, seeds=seeds, temperatures=temps[:-1])
+    with pytest.raises(ValueError, match="one number >= 0 per conversation"):
+        backend.generate(CONVERSATIONS, key, seeds=seeds, temperatures=[0.3, -1.0, 0.0, 1.0, 0.9])
+
+
 def test_stops_and_eos_end_rows_as_generate_does(pair):
     fast, slow = pair
     full = slow.generate(CONVERSATIONS, DecodingParams(max_new_tokens=24, temperature=0))

@@ -235,16 +235,18 @@ def test_concurrent_answers_of_an_arm_are_generated_as_one_batch(tiny_model_dir)
     real = base.generate
     gate = threading.Event()
 
-    def spy(conversations, params, seeds=None):  # the first call waits, so the others queue behind it
+    def spy(conversations, params, seeds=None, temperatures=None):  # the first call waits: the others queue
         sizes.append(len(conversations))
         if len(sizes) == 1:
             gate.wait(10)
-        return real(conversations, params, seeds=seeds)
+        return real(conversations, params, seeds=seeds, temperatures=temperatures)
 
     base.generate = spy
     try:
-        # Sampled, each request with its own seed, as the simulator sends them.
-        params = [DecodingParams(max_new_tokens=6, temperature=1.0, seed=100 + i) for i in range(5)]
+        # Sampled, each request with its own seed, as the simulator sends them, at the two arms'
+        # temperatures (and one greedy): they still share one batch.
+        temps = [1.0, 0.3, 0.9, 0.0, 0.9]
+        params = [DecodingParams(max_new_tokens=6, temperature=temps[i], seed=100 + i) for i in range(5)]
         prompts = [[{"role": "user", "content": f"Count to {i}."}] for i in range(5)]
         out: dict[int, str] = {}
         threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, arm.generate([prompts[i]], params[i])[0].text))
@@ -264,7 +266,7 @@ def test_concurrent_answers_of_an_arm_are_generated_as_one_batch(tiny_model_dir)
         alone = [real([arm._prompt(p)], q)[0].text for p, q in zip(prompts, params)]
         assert [out[i] for i in range(5)] == alone  # each sampled with its own seed: batching changes no answer
 
-        def broken(conversations, params, seeds=None):
+        def broken(conversations, params, seeds=None, temperatures=None):
             raise RuntimeError("model fell over")
 
         base.generate = broken

@@ -42,17 +42,34 @@ def fast_step(model: Any) -> LlamaStep | None:
 
 
 def choose(logits: torch.Tensor, params: DecodingParams,
-           generators: list[torch.Generator] | None = None) -> torch.Tensor:
+           generators: list[torch.Generator] | None = None,
+           temperatures: list[float] | None = None) -> torch.Tensor:
     """Next token per row from fp32 logits [batch, vocab], as generate() picks it (top_k off);
-    with `generators`, row i samples from generators[i]."""
+    with `generators`, row i samples from generators[i]; with `temperatures` (one per row, in
+    place of params.temperature; needs `generators`), row i is scaled by its own, 0 being greedy."""
+    if temperatures is not None:
+        if generators is None or len(temperatures) != len(generators):
+            raise ValueError("temperatures need one generator per row")
+        temps = torch.tensor(temperatures, dtype=logits.dtype)
+        greedy = logits.argmax(dim=-1)
+        sampled = temps > 0
+        if not bool(sampled.any()):
+            return greedy
+        scores = logits / torch.where(sampled, temps, torch.ones_like(temps))[:, None]
+        picks = _sample(scores, params.top_p, generators)
+        return torch.where(sampled, picks, greedy)
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     scores = logits / params.temperature if params.temperature != 1.0 else logits
-    if params.top_p < 1.0:
+    return _sample(scores, params.top_p, generators)
+
+
+def _sample(scores: torch.Tensor, top_p: float, generators: list[torch.Generator] | None) -> torch.Tensor:
+    if top_p < 1.0:
         # transformers' TopPLogitsWarper: drop the low tail whose mass is <= 1 - top_p, keep >= 1.
         sorted_logits, sorted_idx = torch.sort(scores, descending=False)
         cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        remove = cumulative <= (1 - params.top_p)
+        remove = cumulative <= (1 - top_p)
         remove[..., -1:] = False
         scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), float("-inf"))
     probs = torch.softmax(scores, dim=-1)
@@ -63,9 +80,10 @@ def choose(logits: torch.Tensor, params: DecodingParams,
 
 
 def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: DecodingParams,
-           generators: list[torch.Generator] | None = None) -> Iterator[list[int]]:
+           generators: list[torch.Generator] | None = None,
+           temperatures: list[float] | None = None) -> Iterator[list[int]]:
     """Yield each step's next token for every row of the left-padded batch, up to
-    max_new_tokens steps (`generators`: one per row, see choose). Rows the caller considers
+    max_new_tokens steps (`generators`, `temperatures`: one per row, see choose). Rows the caller considers
     finished keep getting tokens (ignored), as in generate(); breaking out of the loop ends it and frees the cache."""
     batch, width = len(prompts), max(len(p) for p in prompts)
     total = width + params.max_new_tokens
@@ -81,7 +99,7 @@ def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: Decod
     try:
         logits = step.forward(ids, positions)
         for t in range(params.max_new_tokens):
-            tokens = choose(logits, params, generators)
+            tokens = choose(logits, params, generators, temperatures)
             yield tokens.tolist()
             if t + 1 < params.max_new_tokens:
                 logits = step.forward(tokens[:, None], (lengths + t)[:, None])

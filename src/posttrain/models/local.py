@@ -246,30 +246,32 @@ class LocalBackend:
         return self._step is not None and self.decoder == "auto"
 
     def _run(self, prompts: list[list[int]], params: DecodingParams,
-             seeds: list[int] | None = None) -> list[list[int]]:
+             seeds: list[int] | None = None, temperatures: list[float] | None = None) -> list[list[int]]:
         """Each prompt's new token ids, generated as one left-padded batch (`seeds`: one per
-        prompt, each row sampled from its own seeded generator; see generate)."""
+        prompt, each row sampled from its own seeded generator; `temperatures`: one per prompt,
+        with seeds; see generate)."""
         if not self._fast:
             if seeds is None:
                 return self._run_generate(prompts, params)
             out = []
-            for prompt, seed in zip(prompts, seeds):  # generate() has one RNG: one row at a time
+            temps = temperatures or [params.temperature] * len(prompts)
+            for prompt, seed, t in zip(prompts, seeds, temps):  # generate() has one RNG: one row at a time
                 with self._seeded(seed):
-                    out.extend(self._run_generate([prompt], params))
+                    out.extend(self._run_generate([prompt], replace(params, temperature=t)))
             return out
         import torch
 
         from posttrain.models._decode import decode
 
         generators = None
-        if seeds is not None and params.temperature > 0:
+        if seeds is not None and (params.temperature > 0 or temperatures is not None):
             generators = [torch.Generator().manual_seed(s) for s in seeds]
 
         rows: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         window = max((len(s) for s in params.stop), default=0) + 8  # as in _StopCriteria
         # closing(): the cache is freed here, while the caller still holds the generation lock.
-        with closing(decode(self._step, prompts, self._tok.pad_token_id, params, generators)) as steps:
+        with closing(decode(self._step, prompts, self._tok.pad_token_id, params, generators, temperatures)) as steps:
             for tokens in steps:
                 for i, t in enumerate(tokens):
                     if not done[i]:
@@ -319,18 +321,27 @@ class LocalBackend:
         return Generation(text, prompt_len, len(new_ids), latency_ms, reason)
 
     def generate(self, conversations: list[Messages], params: DecodingParams,
-                 seeds: list[int] | None = None) -> list[Generation]:
+                 seeds: list[int] | None = None, temperatures: list[float] | None = None) -> list[Generation]:
         """One Generation per conversation, in order; chunks of batch_size, similar lengths together.
 
         `seeds` (one per conversation, instead of params.seed): each answer is sampled from its own
         seeded generator, so it is the answer that conversation gets alone with that seed, whatever
         it is batched with (up to the batched products' rounding). Concurrent requests with
-        their own seeds can then share a batch (the rehearsal's styled arms do)."""
+        their own seeds can then share a batch (the rehearsal's styled arms do). `temperatures`
+        (one per conversation, instead of params.temperature; only with `seeds`): requests that
+        differ only in temperature share a batch too, each answer still the one it gets alone."""
         _check_request(conversations, params)
         if seeds is not None:
             if len(seeds) != len(conversations) or any(not isinstance(x, int) or isinstance(x, bool) for x in seeds):
                 raise ValueError("seeds must be one integer per conversation")
             params = replace(params, seed=None)
+        if temperatures is not None:
+            if seeds is None:
+                raise ValueError("temperatures need seeds (one per conversation)")
+            if len(temperatures) != len(conversations) or any(
+                    isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0 for t in temperatures):
+                raise ValueError("temperatures must be one number >= 0 per conversation")
+            temperatures = [float(t) for t in temperatures]
         if not conversations:
             return []
         self._ensure_loaded()
@@ -344,7 +355,8 @@ class LocalBackend:
             for at in range(0, len(order), self.batch_size):
                 idx = order[at : at + self.batch_size]
                 started = time.perf_counter()
-                rows = self._run([prompts[i] for i in idx], params, None if seeds is None else [seeds[i] for i in idx])
+                rows = self._run([prompts[i] for i in idx], params, None if seeds is None else [seeds[i] for i in idx],
+                                 None if temperatures is None else [temperatures[i] for i in idx])
                 ms = (time.perf_counter() - started) * 1000
                 for i, row in zip(idx, rows):
                     results[i] = self._finish(row, len(prompts[i]), params, ms)

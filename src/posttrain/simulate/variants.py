@@ -69,12 +69,14 @@ def _base(path: str | None) -> Any:
 class _Batcher:
     """Concurrent answers of one base model, generated together: while the base is busy with a
     batch, requests queue; the thread that finds it free takes every queued request with the
-    same decoding parameters but for the seed and generates them as one batch (leader/follower,
-    no timer), each answer sampled from its own seed (LocalBackend.generate's `seeds`), so an
-    answer does not depend on what it was batched with. On the CPU a batch of 8 costs about 1-2
-    batch-1 steps per token, so simulated users served at once cost about a batch's time, not
-    eight answers'. (Until 2026-12-01 the batch key held the seed, and the simulator sends one
-    per request: nothing was ever batched.)"""
+    same decoding parameters but for the seed and the temperature and generates them as one
+    batch (leader/follower, no timer), each answer sampled from its own seed at its own
+    temperature (LocalBackend.generate's `seeds` and `temperatures`), so an answer does not
+    depend on what it was batched with, and both arms (0.3 and 0.9) share a batch. On the CPU
+    a batch of 8 costs about 1-2 batch-1 steps per token, so simulated users served at once
+    cost about a batch's time, not eight answers'. (Until 2026-12-01 the batch key held the
+    seed, and the simulator sends one per request: nothing was ever batched; until the next
+    change it held the temperature, so the two arms never shared a batch.)"""
 
     def __init__(self, base: Any) -> None:
         self.base = base
@@ -91,13 +93,14 @@ class _Batcher:
             if job[4]:
                 return self._result(job)
             self.busy = True
-            key = replace(params, seed=None)
-            batch = [j for j in self.queue if replace(j[1], seed=None) == key]
-            self.queue = [j for j in self.queue if replace(j[1], seed=None) != key]
+            key = replace(params, seed=None, temperature=0.0)
+            batch = [j for j in self.queue if replace(j[1], seed=None, temperature=0.0) == key]
+            self.queue = [j for j in self.queue if replace(j[1], seed=None, temperature=0.0) != key]
         try:
             # An unseeded request is random anyway: it gets a fresh seed of its own.
             seeds = [j[1].seed if j[1].seed is not None else random.randrange(2**63) for j in batch]
-            gens = self.base.generate([j[0] for j in batch], key, seeds=seeds)
+            gens = self.base.generate([j[0] for j in batch], key, seeds=seeds,
+                                      temperatures=[j[1].temperature for j in batch])
             for j, g in zip(batch, gens):
                 j[2] = g
         except BaseException as exc:  # every waiter of this batch gets the error
