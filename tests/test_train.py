@@ -62,6 +62,7 @@ def store(tmp_path, tiny_model_dir):
     ({"nope": 1}, "nope"), ({"reward_mix": [{"signal": "x", "cap": 0}]}, "reward_mix[0].cap"),
     ({"reward_mix": [{"signal": "x", "wieght": 1}]}, "reward_mix[0].wieght"), ({"num_generations": 1}, "num_generations"),
     ({"lora_layers": -1}, "lora_layers"), ({"precompute_ref": "yes"}, "precompute_ref"),
+    ({"group_by_length": 1}, "group_by_length"),
 ])
 def test_bad_config_names_the_field(values, field):
     with pytest.raises(ConfigError, match=f"config field '{field}'" if "[" not in field else "reward_mix\\[0\\]"):
@@ -176,6 +177,34 @@ def test_lora_on_the_last_layers_with_precomputed_reference(tmp_path, store, tin
     with pytest.raises(ValueError, match="'lora_layers': the model has 2 layers, got 3"):
         run("dpo", store=store, base="tiny", name="tiny-top-3", data=data, max_steps=1, progress=False,
             config={**FAST, "lora_layers": 3})
+
+
+def test_group_by_length_batches_pairs_of_similar_length(tmp_path, store, tiny_model_dir):
+    """group_by_length: each batch holds pairs of neighbouring lengths (one sorted megabatch here),
+    where random batches mix them; a DPO run with it trains and records the field."""
+    from transformers import AutoTokenizer
+
+    from posttrain.train import run
+    from posttrain.train.recipes import dpo
+
+    words = [1, 40, 3, 30, 5, 20, 7, 10]  # lengths interleaved, so random order mixes short and long
+    rows = [{"prompt": _msg("user", f"Count {n}."), "chosen": _msg("assistant", " ".join(["one"] * n)),
+             "rejected": _msg("assistant", "no")} for n in words]
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+    def batches(group: bool) -> list[set[int]]:
+        cfg = make_config({**FAST, "max_length": 512, "group_by_length": group})
+        trainer = dpo.build(cfg, tiny_model_dir, tok, rows, tmp_path / f"out-{group}", callbacks=[])
+        order = list(trainer._get_train_sampler())
+        lengths = dpo.pair_lengths(trainer.train_dataset)
+        rank = {i: r for r, i in enumerate(sorted(range(len(rows)), key=lambda i: lengths[i]))}
+        return [{rank[i] for i in order[k : k + 2]} for k in range(0, len(order), 2)]
+
+    assert sorted(map(sorted, batches(True))) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert any(sorted(map(sorted, batches(False))) != [[0, 1], [2, 3], [4, 5], [6, 7]] for _ in range(3))
+    info = run("dpo", store=store, base="tiny", name="tiny-grouped", data=_write(tmp_path / "d.jsonl", rows),
+               config={**FAST, "group_by_length": True}, max_steps=2, progress=False)
+    assert info.metrics["train"]["config"]["group_by_length"] is True and info.metrics["train"]["steps"] == 2
 
 
 def test_grpo_prints_attribution_and_flags_a_dominating_signal(tmp_path, store):

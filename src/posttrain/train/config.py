@@ -46,6 +46,9 @@ class TrainConfig:
     # DPO/KTO: the reference model's log-probabilities computed once before training (TRL's
     # precompute_ref_log_probs) instead of a reference forward pass in every step.
     precompute_ref: bool = False
+    # DPO only: batches of pairs of similar length (transformers' LengthGroupedSampler) instead
+    # of random ones, so less of each step is padding (docs/train.md).
+    group_by_length: bool = False
     seed: int = 0
     save_steps: int = 50  # checkpoint interval (steps); a killed run resumes from the last one
     # GRPO only
@@ -128,8 +131,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         _check_number("beta", cfg.beta, integer=False, allow_zero=True)
     _check_number("sft_weight", cfg.sft_weight, integer=False, allow_zero=True)
     _check_number("lora_layers", cfg.lora_layers, integer=True, allow_zero=True)
-    if not isinstance(cfg.precompute_ref, bool):
-        raise _bad("precompute_ref", "must be true or false", cfg.precompute_ref)
+    for name in ("precompute_ref", "group_by_length"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise _bad(name, "must be true or false", getattr(cfg, name))
     if cfg.finetune not in ("lora", "full"):
         raise _bad("finetune", "must be 'lora' or 'full'", cfg.finetune)
     targets = cfg.lora_targets
