@@ -219,6 +219,51 @@ def test_simulate_cli_json_and_errors(served):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_leader_waits_a_window_for_the_requests_right_behind_it():
+    """Requests that arrive within the window of one that found the model idle join its batch
+    (up to a full batch); a lone request waits the window and no longer."""
+    import threading
+    import time
+
+    from posttrain.models.base import DecodingParams, Generation
+    from posttrain.simulate.variants import _Batcher
+
+    class Base:
+        batch_size = 4
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def generate(self, conversations, params, seeds=None, temperatures=None):
+            self.sizes.append(len(conversations))
+            return [Generation(f"{c[0]['content']} at {t}", 1, 1, 0.0) for c, t in zip(conversations, temperatures)]
+
+    def burst(batcher: _Batcher, n: int) -> dict[int, str]:
+        out: dict[int, str] = {}
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, batcher.generate(
+            [{"role": "user", "content": f"q{i}"}], DecodingParams(temperature=0.3 * i, seed=i)).text)) for i in range(n)]
+        for t in threads:
+            t.start()
+            time.sleep(0.02)  # one after another, as simulated users' next turns come back
+        for t in threads:
+            t.join(10)
+        return out
+
+    base = Base()
+    out = burst(_Batcher(base, window=2.0), 3)
+    assert base.sizes == [3] and out == {i: f"q{i} at {0.3 * i}" for i in range(3)}
+    base.sizes.clear()
+    burst(_Batcher(base, window=2.0), 5)  # a full batch does not wait for the window to end
+    assert base.sizes == [4, 1]
+    base.sizes.clear()
+    burst(_Batcher(base, window=0.0), 3)  # no window: the first goes alone (what it did before)
+    assert base.sizes[0] == 1 and sum(base.sizes) == 3
+    lone = _Batcher(base, window=0.3)
+    started = time.perf_counter()
+    lone.generate([{"role": "user", "content": "q"}], DecodingParams(seed=1))
+    assert 0.3 <= time.perf_counter() - started < 1.5
+
+
 def test_concurrent_answers_of_an_arm_are_generated_as_one_batch(tiny_model_dir):
     """The server runs up to `parallel_requests` answers of an arm at once; answers that arrive
     while the model is busy are generated together, each gets its own answer, and an error

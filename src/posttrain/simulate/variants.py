@@ -74,12 +74,14 @@ class _Batcher:
     temperature (LocalBackend.generate's `seeds` and `temperatures`), so an answer does not
     depend on what it was batched with, and both arms (0.3 and 0.9) share a batch. On the CPU
     a batch of 8 costs about 1-2 batch-1 steps per token, so simulated users served at once
-    cost about a batch's time, not eight answers'. (Until 2026-12-01 the batch key held the
-    seed, and the simulator sends one per request: nothing was ever batched; until the next
+    cost about a batch's time, not eight answers'. A leader that finds the model idle first
+    waits up to `window` seconds (0.1) for more requests. (Until 2026-12-01 the batch key held
+    the seed, and the simulator sends one per request: nothing was ever batched; until the next
     change it held the temperature, so the two arms never shared a batch.)"""
 
-    def __init__(self, base: Any) -> None:
+    def __init__(self, base: Any, window: float = 0.1) -> None:
         self.base = base
+        self.window = window
         self.cond = threading.Condition()
         self.queue: list[list[Any]] = []  # [conversation, params, result, error, done]
         self.busy = False
@@ -88,11 +90,17 @@ class _Batcher:
         job: list[Any] = [conversation, params, None, None, False]
         with self.cond:
             self.queue.append(job)
+            self.cond.notify_all()  # a leader gathering its batch counts the queue again
             while not job[4] and self.busy:
                 self.cond.wait()
             if job[4]:
                 return self._result(job)
             self.busy = True
+            # A leader that found the model idle waits up to `window` for the requests that
+            # come right behind it, up to a full batch: simulated users answered together come
+            # back nearly together, and without it the first of them went alone every time.
+            full = getattr(self.base, "batch_size", 8)
+            self.cond.wait_for(lambda: len(self.queue) >= full, timeout=self.window)
             key = replace(params, seed=None, temperature=0.0)
             batch = [j for j in self.queue if replace(j[1], seed=None, temperature=0.0) == key]
             self.queue = [j for j in self.queue if replace(j[1], seed=None, temperature=0.0) != key]
