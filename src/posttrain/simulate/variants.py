@@ -70,7 +70,7 @@ class _Batcher:
     """Concurrent answers of one base model, generated together: while the base is busy with a
     batch, requests queue; the thread that finds it free takes every queued request with the
     same decoding parameters but for the seed and the temperature and generates them as one
-    batch (leader/follower, no timer), each answer sampled from its own seed at its own
+    batch (leader/follower), each answer sampled from its own seed at its own
     temperature (LocalBackend.generate's `seeds` and `temperatures`), so an answer does not
     depend on what it was batched with, and both arms (0.3 and 0.9) share a batch. On the CPU
     a batch of 8 costs about 1-2 batch-1 steps per token, so simulated users served at once
@@ -101,9 +101,9 @@ class _Batcher:
             # back nearly together, and without it the first of them went alone every time.
             full = getattr(self.base, "batch_size", 8)
             self.cond.wait_for(lambda: len(self.queue) >= full, timeout=self.window)
-            key = replace(params, seed=None, temperature=0.0)
-            batch = [j for j in self.queue if replace(j[1], seed=None, temperature=0.0) == key]
-            self.queue = [j for j in self.queue if replace(j[1], seed=None, temperature=0.0) != key]
+            key = _batch_key(params)
+            batch = [j for j in self.queue if _batch_key(j[1]) == key]
+            self.queue = [j for j in self.queue if _batch_key(j[1]) != key]
         try:
             # An unseeded request is random anyway: it gets a fresh seed of its own.
             seeds = [j[1].seed if j[1].seed is not None else random.randrange(2**63) for j in batch]
@@ -127,6 +127,11 @@ class _Batcher:
         if job[3] is not None:
             raise job[3]
         return job[2]
+
+
+def _batch_key(params: DecodingParams) -> DecodingParams:
+    """What requests must share to be generated in one batch: all but the seed and temperature."""
+    return replace(params, seed=None, temperature=0.0)
 
 
 _batchers: dict[str, _Batcher] = {}

@@ -46,8 +46,8 @@ class TrainConfig:
     # DPO/KTO: the reference model's log-probabilities computed once before training (TRL's
     # precompute_ref_log_probs) instead of a reference forward pass in every step.
     precompute_ref: bool = False
-    # DPO only: batches of pairs of similar length (transformers' LengthGroupedSampler) instead
-    # of random ones, so less of each step is padding (docs/train.md).
+    # DPO only: batches of pairs of similar length (recipes/dpo.py's length_batches) instead of
+    # random ones, so less of each step is padding (docs/train.md).
     group_by_length: bool = False
     seed: int = 0
     save_steps: int = 50  # checkpoint interval (steps); a killed run resumes from the last one

@@ -39,17 +39,18 @@ def pair_lengths(dataset: Any) -> list[int]:
             for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
 
 
-def length_batches(lengths: list[int], batch_size: int, generator: Any = None) -> list[int]:
+def length_batches(lengths: list[int], batch_size: int) -> list[int]:
     """One epoch's order: pairs sorted by length (ties in random order) cut into batches, the
     batches in random order. transformers' LengthGroupedSampler sorts within random megabatches
     of `len // (4 * batch)` batches: one batch (no grouping) for the quick demo's 14 pairs,
-    three for the full demo's 60."""
+    three for the full demo's 60. Random numbers from torch's global generator, which the
+    trainer seeds and checkpoints."""
     import torch
 
-    perm = torch.randperm(len(lengths), generator=generator).tolist()
+    perm = torch.randperm(len(lengths)).tolist()
     ranked = sorted(perm, key=lambda i: lengths[i])  # stable: equal lengths keep the random order
     chunks = [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
-    return [i for k in torch.randperm(len(chunks), generator=generator).tolist() for i in chunks[k]]
+    return [i for k in torch.randperm(len(chunks)).tolist() for i in chunks[k]]
 
 
 def _length_grouped(base: type) -> type:
@@ -66,7 +67,7 @@ def _length_grouped(base: type) -> type:
         def __len__(self) -> int:
             return len(self.lengths)
 
-        def __iter__(self) -> Any:  # torch's global generator, which the trainer seeds and checkpoints
+        def __iter__(self) -> Any:
             return iter(length_batches(self.lengths, self.batch_size))
 
     class LengthGroupedDPOTrainer(base):  # type: ignore[misc, valid-type]
