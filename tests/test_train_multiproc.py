@@ -95,3 +95,21 @@ def test_gpu_configs_train_and_register(tmp_path, posttrain_home, name):
                 env, ["--num_processes", str(n)])
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout[r.stdout.index("{"):])["metrics"]["train"]["processes"] == n
+
+
+def test_exactly_one_process_is_main_under_accelerate(tmp_path):
+    """The runner's own view of the run (which process creates and checks run.json): one main
+    process of two. A bare PartialState() came up undistributed on a CPU-only host, both took
+    themselves for the main one, and the run folder's file raced (a CI failure)."""
+    script = tmp_path / "who.py"
+    script.write_text("import os, sys\n"
+                      "from posttrain.train.runner import process_state\n"
+                      "s = process_state()\n"
+                      "role = 'MAIN' if s.is_main_process else 'OTHER'\n"
+                      "open(os.path.join(sys.argv[1], os.environ['RANK']), 'w').write(f'{role} {s.process_index} {s.num_processes}')\n"
+                      "s.wait_for_everyone()\n")
+    cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(accelerate_config("cpu2")), str(script), str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = [(tmp_path / rank).read_text().split() for rank in ("0", "1")]
+    assert seen == [["MAIN", "0", "2"], ["OTHER", "1", "2"]]

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posttrain.train.common import load_tokenizer, resolve_base, runs_dir, save_merged, trained_model_dir, versions
+from posttrain.train.common import (load_tokenizer, on_gpu, resolve_base, runs_dir, save_merged, trained_model_dir,
+                                    versions)
 from posttrain.train.config import METHODS, TrainConfig, load_config, make_config
 
 RUN_FILE = "run.json"
@@ -58,8 +59,20 @@ def _prepare_run_dir(run_dir: Path, fingerprint: str, name: str, main: bool) -> 
         return last_checkpoint(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"fingerprint": fingerprint, "name": name}))
+        tmp = meta.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "name": name}))
+        tmp.replace(meta)  # whole or absent: a reader never sees it half written
     return None
+
+
+def process_state() -> Any:
+    """This process's place in the run, set up as the trainer's arguments will set it up (use_cpu
+    without CUDA, train/common.py). A bare PartialState() under `accelerate launch` on a CPU-only
+    host comes up undistributed: every process took itself for the main one and wrote run.json
+    while another read it, a race CI hit as a "different run" error."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not on_gpu())
 
 
 def _losses(log_history: list[dict[str, Any]], key: str) -> tuple[float | None, float | None]:
@@ -141,13 +154,14 @@ def run(method: str, *, store: Any, base: str, name: str, data: str | Path | Non
         attribution = Attribution(mix, cfg.dominance_threshold, cfg.dominance_steps)
 
     _quiet_engines()
-    from accelerate import PartialState
-
-    main = PartialState().is_main_process
+    state = process_state()
     run_dir = runs_dir(name)
     fingerprint = _fingerprint(method, base, base_dir, train_data.digest, cfg)
-    resume = _prepare_run_dir(run_dir, fingerprint, name, main)
-    PartialState().wait_for_everyone()  # the main process created the folder
+    main = state.is_main_process
+    resume = _prepare_run_dir(run_dir, fingerprint, name, True) if main else None
+    state.wait_for_everyone()  # the main process has created the folder and checked it
+    if not main:
+        resume = _prepare_run_dir(run_dir, fingerprint, name, False)
 
     from posttrain.train.callbacks import ATTRIBUTION_FILE, AttributionLogger, ProgressBar, remove_default_progress
 
