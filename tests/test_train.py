@@ -253,3 +253,49 @@ def test_a_flagged_reward_model_is_refused_unless_allowed(tmp_path, store):
     assert allowed.flagged == ["rm:rm-small"]
     values = allowed.signals[0].values([_msg("user", "What is 1+1?")] * 2, ["2.", "2. Want more?"], [{}, {}])
     assert len(values) == 2 and all(-5.0 <= v <= 5.0 for v in values)
+
+
+def test_the_fused_lm_head_scores_only_labelled_positions_with_the_same_logprobs(tiny_model_dir):
+    """On the CPU, TRL's fused head sent every position (prompt and padding too) through the output
+    projection; posttrain makes it score the labelled ones only. Same log-probs and gradients, and
+    the projection sees exactly the labelled rows (the count fails if the switch does nothing)."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.train.common import score_labelled_tokens_only
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    trl_utils.add_fused_lm_head(model)
+    torch.manual_seed(1)
+    ids = torch.randint(0, model.config.vocab_size, (3, 12))
+    attention = torch.ones_like(ids)
+    attention[2, 9:] = 0  # padding at the end of one row
+    labels = ids.masked_fill(attention == 0, -100)
+    labels[:, :5] = -100  # the prompt
+    seen, apply = [], trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, *args):
+        seen.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    def score():
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        out.log_probs.sum().backward()
+        return out.log_probs.detach(), model.model.embed_tokens.weight.grad.clone()
+
+    trl_utils._ChunkedLogProbFunction.apply = spy
+    try:
+        assert score_labelled_tokens_only(False) is False
+        every, every_grad = score()
+        assert score_labelled_tokens_only() is True
+        assert score_labelled_tokens_only() is True  # idempotent: one wrapper, not two
+        labelled, labelled_grad = score()
+    finally:
+        trl_utils._ChunkedLogProbFunction.apply = apply
+        score_labelled_tokens_only(False)
+    assert seen == [3 * 11, int((labels[:, 1:] != -100).sum())]
+    torch.testing.assert_close(labelled, every)
+    torch.testing.assert_close(labelled_grad, every_grad)
+    assert not trl_utils._use_triton(torch.device("cpu"))  # TRL's own choice is restored

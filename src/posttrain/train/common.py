@@ -96,6 +96,42 @@ def trl_args(cfg: TrainConfig, out_dir: Path, *, logging_steps: int = 1) -> dict
     return args
 
 
+def score_labelled_tokens_only(on: bool = True) -> bool:
+    """Make TRL's fused LM head score only the labelled positions on the CPU too (`on=False`:
+    TRL's own choice again); True when that is now in effect.
+
+    DPO, KTO and GRPO get their per-token log-probs from `trl.trainer.utils.add_fused_lm_head`.
+    It sends the hidden states of the labelled positions alone through the 49152-word output
+    projection only when Triton runs (CUDA/XPU). Elsewhere it sends every position, prompt and
+    padding included, and zeroes their results. TRL says why: on Neuron a varying count would
+    recompile every batch. Eager CPU runs don't recompile, so that choice only costs time. On the
+    demo's DPO pairs (batch 4, SmolLM2) a step took 3.4 s scoring every position and 2.3 s scoring
+    the labelled ones, with the same losses to six digits (benchmarks/bench_train.py measures it).
+    The switch is TRL 1.16's own `compact` branch, reached through the module-level name it asks.
+    Any other TRL, or one without that name, is left as it is (False)."""
+    try:
+        import trl
+        import trl.trainer.utils as trl_utils
+    except ImportError:  # pragma: no cover - training needs trl
+        return False
+    current = getattr(trl_utils, "_use_triton", None)
+    original = getattr(current, "_posttrain_original", current)
+    if not on:
+        if original is not None:
+            trl_utils._use_triton = original
+        return False
+    if current is None or not trl.__version__.startswith("1.16."):
+        return False
+    if original is current:
+
+        def compact(device: Any) -> bool:
+            return device.type == "cpu" or original(device)
+
+        compact._posttrain_original = original  # type: ignore[attr-defined]
+        trl_utils._use_triton = compact
+    return True
+
+
 def peft_config(cfg: TrainConfig, model_dir: Path | None = None) -> Any:
     """A peft LoraConfig, or None for full fine-tuning. With `lora_layers` = N the adapters go on
     the last N of the model's layers (read from model_dir's config.json)."""
