@@ -62,7 +62,7 @@ def store(tmp_path, tiny_model_dir):
     ({"nope": 1}, "nope"), ({"reward_mix": [{"signal": "x", "cap": 0}]}, "reward_mix[0].cap"),
     ({"reward_mix": [{"signal": "x", "wieght": 1}]}, "reward_mix[0].wieght"), ({"num_generations": 1}, "num_generations"),
     ({"lora_layers": -1}, "lora_layers"), ({"precompute_ref": "yes"}, "precompute_ref"),
-    ({"group_by_length": 1}, "group_by_length"),
+    ({"group_by_length": 1}, "group_by_length"), ({"precision": "fp16"}, "precision"),
 ])
 def test_bad_config_names_the_field(values, field):
     with pytest.raises(ConfigError, match=f"config field '{field}'" if "[" not in field else "reward_mix\\[0\\]"):
@@ -299,3 +299,25 @@ def test_the_fused_lm_head_scores_only_labelled_positions_with_the_same_logprobs
     torch.testing.assert_close(labelled, every)
     torch.testing.assert_close(labelled_grad, every_grad)
     assert not trl_utils._use_triton(torch.device("cpu"))  # TRL's own choice is restored
+
+
+def test_bf16_on_the_cpu_where_native_and_refused_where_not(tmp_path, store, monkeypatch):
+    """precision = "bf16": trained under bf16 autocast where this CPU has native bf16 (recorded in
+    the lineage; "auto" stays fp32 on the CPU); where a bf16 product is slower than fp32, a one-line
+    error naming the field before any data loads, and nothing registered."""
+    from posttrain.models.registry import get_model
+    from posttrain.train import common, run
+
+    data = _write(tmp_path / "d.jsonl", dpo_rows())
+    auto = run("dpo", store=store, base="tiny", name="tiny-auto", data=data, config=FAST, max_steps=1, progress=False)
+    assert auto.metrics["train"]["precision"] == "fp32"
+    if common.cpu_bf16_speedup() >= 1:
+        info = run("dpo", store=store, base="tiny", name="tiny-bf16", data=data, max_steps=1, progress=False,
+                   config={**FAST, "precision": "bf16"})
+        assert info.metrics["train"]["precision"] == "bf16" and info.metrics["train"]["config"]["precision"] == "bf16"
+    monkeypatch.setattr(common, "_CPU_BF16", [0.06])
+    with pytest.raises(ValueError, match="config field 'precision': this CPU has no native bf16 .*0.06x"):
+        run("dpo", store=store, base="tiny", name="tiny-emulated", data=tmp_path / "missing.jsonl", max_steps=1,
+            progress=False, config={**FAST, "precision": "bf16"})
+    with pytest.raises(KeyError):
+        get_model(store, "tiny-emulated")

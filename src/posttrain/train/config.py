@@ -49,6 +49,9 @@ class TrainConfig:
     # DPO only: batches of pairs of similar length (recipes/dpo.py's length_batches) instead of
     # random ones, so less of each step is padding (docs/train.md).
     group_by_length: bool = False
+    # "auto": bf16 on a GPU that supports it, fp32 on the CPU. "bf16": bf16 autocast on the CPU too,
+    # refused where the CPU has no native bf16 (train/common.py, cpu_bf16_speedup). "fp32": fp32.
+    precision: str = "auto"
     seed: int = 0
     save_steps: int = 50  # checkpoint interval (steps); a killed run resumes from the last one
     # GRPO only
@@ -134,6 +137,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("precompute_ref", "group_by_length"):
         if not isinstance(getattr(cfg, name), bool):
             raise _bad(name, "must be true or false", getattr(cfg, name))
+    if cfg.precision not in ("auto", "fp32", "bf16"):
+        raise _bad("precision", "must be 'auto', 'fp32' or 'bf16'", cfg.precision)
     if cfg.finetune not in ("lora", "full"):
         raise _bad("finetune", "must be 'lora' or 'full'", cfg.finetune)
     targets = cfg.lora_targets

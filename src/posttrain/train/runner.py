@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.train.common import (load_tokenizer, on_gpu, resolve_base, runs_dir, save_merged,
-                                    score_labelled_tokens_only, trained_model_dir, versions)
+                                    score_labelled_tokens_only, trained_model_dir, use_bf16, versions)
 from posttrain.train.config import METHODS, TrainConfig, load_config, make_config
 
 RUN_FILE = "run.json"
@@ -143,6 +143,7 @@ def run(method: str, *, store: Any, base: str, name: str, data: str | Path | Non
     else:
         cfg, config_dir = load_config(config, max_steps=max_steps), Path(config).resolve().parent
     _check_name(store, name)
+    use_bf16(cfg)  # a precision this hardware can't run is refused before any data or weights load
     train_data = load_data(method, store=store, data=data, snapshot=snapshot)
     base_dir = resolve_base(store, base)
     mix = attribution = None
@@ -238,5 +239,6 @@ def _lineage(method: str, cfg: TrainConfig, trainer: Any, mix: Any, attribution:
         "seconds": round(seconds, 3),
         "processes": trainer.accelerator.num_processes,
         "resumed_from": resume.name if resume else None,
+        "precision": "bf16" if trainer.args.bf16 else "fp32",  # what ran, whatever the config asked
         "data": {"source": train_data.source, "sha256": train_data.digest, "rows": len(train_data.rows)},
     }
