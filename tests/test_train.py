@@ -315,7 +315,7 @@ def test_bf16_on_the_cpu_where_native_and_refused_where_not(tmp_path, store, mon
         info = run("dpo", store=store, base="tiny", name="tiny-bf16", data=data, max_steps=1, progress=False,
                    config={**FAST, "precision": "bf16"})
         assert info.metrics["train"]["precision"] == "bf16" and info.metrics["train"]["config"]["precision"] == "bf16"
-    monkeypatch.setattr(common, "_CPU_BF16", [0.06])
+    monkeypatch.setattr(common, "cpu_bf16_speedup", lambda: 0.06)
     with pytest.raises(ValueError, match="config field 'precision': this CPU has no native bf16 .*0.06x"):
         run("dpo", store=store, base="tiny", name="tiny-emulated", data=tmp_path / "missing.jsonl", max_steps=1,
             progress=False, config={**FAST, "precision": "bf16"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,30 +62,26 @@ def on_gpu() -> bool:
         return False
 
 
-_CPU_BF16: list[float] = []
-
-
+@lru_cache(maxsize=1)
 def cpu_bf16_speedup() -> float:
     """How many times faster a bf16 matrix product runs than an fp32 one on this CPU, measured
-    once per process (about 0.1 s). Native bf16 (AMX, AVX-512 BF16) makes it several times faster;
-    emulated, it is slower. Measured on a 2-core Xeon with AMX: 7.4x (2985 against 401 GFLOP/s)."""
-    if not _CPU_BF16:
-        import time
+    once per process (about 0.1 s). AMX makes it several times faster (7.4x on a 2-core Xeon:
+    2985 against 401 GFLOP/s), AVX-512 BF16 alone about 2x at most; emulated, it is slower."""
+    import time
 
-        import torch
+    import torch
 
-        def best(dtype: Any) -> float:
-            a, b = torch.randn(512, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+    def best(dtype: Any) -> float:
+        a, b = torch.randn(512, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+        a @ b
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
             a @ b
-            times = []
-            for _ in range(5):
-                started = time.perf_counter()
-                a @ b
-                times.append(time.perf_counter() - started)
-            return min(times)
+            times.append(time.perf_counter() - started)
+        return min(times)
 
-        _CPU_BF16.append(best(torch.float32) / best(torch.bfloat16))
-    return _CPU_BF16[0]
+    return best(torch.float32) / best(torch.bfloat16)
 
 
 def use_bf16(cfg: TrainConfig) -> bool:
@@ -109,7 +106,7 @@ def use_bf16(cfg: TrainConfig) -> bool:
 
 def trl_args(cfg: TrainConfig, out_dir: Path, *, logging_steps: int = 1) -> dict[str, Any]:
     """Keyword arguments every TRL config gets from posttrain's config."""
-    gpu = on_gpu()
+    gpu, bf16 = on_gpu(), use_bf16(cfg)
     args: dict[str, Any] = {
         "output_dir": str(out_dir),
         "learning_rate": cfg.learning_rate,
@@ -128,14 +125,14 @@ def trl_args(cfg: TrainConfig, out_dir: Path, *, logging_steps: int = 1) -> dict
         "dataloader_num_workers": 0,
         # fp32 on the CPU unless the config asks for bf16 (where the CPU has it natively: elsewhere
         # it is emulated and 15-20x slower); GPUs get bf16 when they support it.
-        "bf16": use_bf16(cfg),
+        "bf16": bf16,
         "fp16": False,
         "use_cpu": not gpu,
         # Activation checkpointing (TRL's default) trades ~30 % more compute for memory a CPU run
         # of a small model does not need; GPUs keep it.
         "gradient_checkpointing": gpu,
         # On the CPU the weights stay fp32 under bf16 autocast: LoRA's updates are too small for bf16.
-        "model_init_kwargs": {"dtype": "bfloat16" if gpu and use_bf16(cfg) else "float32"},
+        "model_init_kwargs": {"dtype": "bfloat16" if gpu and bf16 else "float32"},
     }
     if not gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         args["ddp_backend"] = "gloo"  # CPU processes talk over gloo (NCCL needs GPUs)
