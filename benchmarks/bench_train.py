@@ -127,9 +127,10 @@ def _time_phases(trainer) -> dict[str, list[float]]:
 
 
 def _raw(method: str, model_dir: Path, rows: list[dict], out: Path, steps: int) -> dict:
-    from posttrain.train.common import score_labelled_tokens_only
+    from posttrain.train.common import cpu_vocab_chunks, score_labelled_tokens_only
 
-    score_labelled_tokens_only(False)  # TRL as it ships (our runs switch it back on)
+    score_labelled_tokens_only(False)  # TRL as it ships (our runs switch both back on)
+    cpu_vocab_chunks(False)
     timer = StepTimer()
     trainer = _raw_trainer(method, model_dir, rows, out, steps, timer.callback)
     phases = _time_phases(trainer) if method == "grpo" else {}

@@ -301,6 +301,52 @@ def test_the_fused_lm_head_scores_only_labelled_positions_with_the_same_logprobs
     assert not trl_utils._use_triton(torch.device("cpu"))  # TRL's own choice is restored
 
 
+def test_the_fused_lm_head_walks_the_vocabulary_in_cpu_sized_chunks_with_the_same_logprobs(tiny_model_dir):
+    """On the CPU TRL's fused head takes the vocabulary (49152 words here) 4096 columns at a time
+    instead of 32768; the log-probs and gradients are the same to float rounding, and switching
+    it off gives TRL's size back (the spy fails if the switch does nothing)."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.train.common import CPU_VOCAB_CHUNK, cpu_vocab_chunks
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert model.config.vocab_size > 2 * CPU_VOCAB_CHUNK
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    torch.manual_seed(2)
+    ids = torch.randint(0, model.config.vocab_size, (2, 10))
+    labels = ids.clone()
+    labels[:, :4] = -100
+    chunks, apply = [], trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, weight, bias, targets, temperature, chunk_size, *args):
+        chunks.append(chunk_size)
+        return apply(hidden, weight, bias, targets, temperature, chunk_size, *args)
+
+    def score():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        (out.log_probs.sum() + out.entropy.sum()).backward()
+        return out.log_probs.detach(), out.entropy.detach(), model.model.layers[0].mlp.up_proj.weight.grad.clone()
+
+    trl_utils._ChunkedLogProbFunction.apply = spy
+    try:
+        assert cpu_vocab_chunks(False) is False
+        trl_size = score()
+        assert cpu_vocab_chunks() is True
+        assert cpu_vocab_chunks() is True  # idempotent: TRL's own size is remembered once
+        cpu_size = score()
+        assert cpu_vocab_chunks(False) is False
+        score()
+    finally:
+        trl_utils._ChunkedLogProbFunction.apply = apply
+        cpu_vocab_chunks(False)
+    assert chunks == [32768, CPU_VOCAB_CHUNK, 32768]
+    for a, b in zip(cpu_size, trl_size):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_bf16_on_the_cpu_where_native_and_refused_where_not(tmp_path, store, monkeypatch):
     """precision = "bf16": trained under bf16 autocast where this CPU has native bf16 (recorded in
     the lineage; "auto" stays fp32 on the CPU); where a bf16 product is slower than fp32, a one-line

@@ -175,6 +175,38 @@ def score_labelled_tokens_only(on: bool = True) -> bool:
     return True
 
 
+# TRL 1.16's fused head walks the vocabulary 32768 columns at a time: one [tokens, 32768] fp32
+# tile (50-80 MB for a DPO batch of the demo) that a dozen elementwise passes (max, exp, sums,
+# the top-1 test) then stream through memory. That size suits a GPU. On a CPU a 4096-column tile
+# stays in the caches: the head's forward and backward took 0.50 + 0.81 s at 32768 and
+# 0.28 + 0.49 s at 4096 for 600 tokens (2048 and 1024 about the same as 4096), with the same
+# log-probs to float rounding; four DPO steps of the demo's pairs 18.8 s -> 15.9 s, alternated
+# in one process (BENCHMARKS.md, "Training recipes vs raw TRL").
+CPU_VOCAB_CHUNK = 4096
+
+
+def cpu_vocab_chunks(on: bool = True) -> bool:
+    """Make TRL's fused LM head walk the vocabulary in CPU-sized chunks (CPU_VOCAB_CHUNK columns;
+    `on=False`: TRL's own size again); True when that is now in effect. Only for TRL 1.16, whose
+    module-level `_CHUNKED_LOGPROB_CHUNK_SIZE` the head reads on every call, and only for a run
+    on the CPU: the size is one setting for every device, and a GPU keeps TRL's."""
+    try:
+        import trl
+        import trl.trainer.utils as trl_utils
+    except ImportError:  # pragma: no cover - training needs trl
+        return False
+    current = getattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", None)
+    if current is None or not trl.__version__.startswith("1.16."):
+        return False
+    original = getattr(trl_utils, "_posttrain_original_chunk_size", current)
+    trl_utils._posttrain_original_chunk_size = original
+    if not on or on_gpu():
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = original
+        return False
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = min(original, CPU_VOCAB_CHUNK)
+    return True
+
+
 def peft_config(cfg: TrainConfig, model_dir: Path | None = None) -> Any:
     """A peft LoraConfig, or None for full fine-tuning. With `lora_layers` = N the adapters go on
     the last N of the model's layers (read from model_dir's config.json)."""

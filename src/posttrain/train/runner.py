@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posttrain.train.common import (load_tokenizer, on_gpu, resolve_base, runs_dir, save_merged,
-                                    score_labelled_tokens_only, trained_model_dir, use_bf16, versions)
+from posttrain.train.common import (cpu_vocab_chunks, load_tokenizer, on_gpu, resolve_base, runs_dir,
+                                    save_merged, score_labelled_tokens_only, trained_model_dir, use_bf16,
+                                    versions)
 from posttrain.train.config import METHODS, TrainConfig, load_config, make_config
 
 RUN_FILE = "run.json"
@@ -174,6 +175,7 @@ def run(method: str, *, store: Any, base: str, name: str, data: str | Path | Non
             attribution.load_state(json.loads((resume / ATTRIBUTION_FILE).read_text()))
     tokenizer = load_tokenizer(base_dir)
     score_labelled_tokens_only()
+    cpu_vocab_chunks()
     trainer = get_recipe(method).build(cfg, base_dir, tokenizer, train_data.rows, run_dir, callbacks,
                                        mix=mix, attribution=attribution)
     remove_default_progress(trainer)
