@@ -182,3 +182,94 @@ def test_a_model_fine_tuned_by_posttrain_train_takes_the_loop(tmp_path, sensitiv
     assert tuned._fast
     tuned.decoder = "generate"
     _same(got, tuned.generate(CONVERSATIONS, params))
+
+
+def test_prefill_groups_are_the_cheapest_cut_of_the_rows():
+    """The dynamic programme against every way of cutting the rows into consecutive groups."""
+    import itertools
+    import random
+
+    from posttrain.models._decode import PREFILL_CALL_POSITIONS, prefill_groups
+
+    def cost(lengths, groups):
+        return sum(n * (end - first) + PREFILL_CALL_POSITIONS for first, end, n in groups)
+
+    rng = random.Random(3)
+    for _ in range(200):
+        lengths = [rng.choice([1, 5, 30, 31, 90, 200]) for _ in range(rng.randint(1, 7))]
+        groups = prefill_groups(lengths)
+        assert [g[0] for g in groups][0] == 0 and groups[-1][1] == len(lengths)
+        assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
+        assert all(n == max(lengths[f:e]) for f, e, n in groups)
+        brute = min(cost(lengths, [(f, e, max(lengths[f:e])) for f, e in zip((0, *cuts), (*cuts, len(lengths)))])
+                    for k in range(len(lengths)) for cuts in itertools.combinations(range(1, len(lengths)), k))
+        assert cost(lengths, groups) == brute
+    assert prefill_groups([40] * 8) == [(0, 8, 40)]  # equal lengths: one prefill, as before
+    assert len(prefill_groups([10, 11, 12, 300])) == 2  # one long prompt no longer pads the rest
+    long = prefill_groups([5000] * 8, max_positions=16384)  # a call's activations stay bounded
+    assert [(f, e) for f, e, _ in long] == [(0, 3), (3, 6), (6, 8)] and all(n == 5000 for *_, n in long)
+
+
+def test_grouped_prefill_gives_the_padded_batch_logits_and_reads_no_unwritten_slot(pair):
+    """Each group of rows runs its own columns only; the logits are those of one prefill of the
+    whole padded batch, also when every unwritten cache slot holds NaN (torch.empty may)."""
+    import torch
+
+    from posttrain.models._decode import prefill_groups
+
+    fast, _ = pair
+    step, pad = fast._step, fast.tokenizer.pad_token_id
+    prompts = sorted((fast._prompt_ids(c) for c in CONVERSATIONS), key=len)
+    lengths = torch.tensor([len(p) for p in prompts])
+    width = int(lengths.max())
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    positions = (torch.arange(width)[None, :] - (width - lengths)[:, None]).clamp(min=0)
+    key_ok = torch.ones(len(prompts), width + 2, dtype=torch.bool)
+    key_ok[:, :width] = torch.arange(width)[None, :] >= (width - lengths)[:, None]
+    groups = prefill_groups(lengths.tolist())
+    assert len(groups) > 1
+
+    def run(grouped: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step.start(len(prompts), width + 2, key_ok.clone())
+        try:
+            with torch.inference_mode():
+                step.k.fill_(float("nan"))
+                step.v.fill_(float("nan"))
+            first = step.prefill(ids, positions, groups) if grouped else step.forward(ids, positions)
+            nxt = step.forward(first.argmax(-1)[:, None], lengths[:, None])
+        finally:
+            step.finish()
+        return first, nxt
+
+    whole, grouped = run(False), run(True)
+    for a, b in zip(grouped, whole):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("params", [DecodingParams(max_new_tokens=12, temperature=0),
+                                    DecodingParams(max_new_tokens=12, temperature=1.0, top_p=0.9)],
+                         ids=["greedy", "seeded"])
+def test_finished_rows_leave_the_batch_and_the_others_go_on_unchanged(pair, params):
+    """decode() drops the rows the caller marks finished (their cache with them); every other
+    row gets the tokens it gets when nothing is dropped."""
+    import torch
+
+    from posttrain.models._decode import decode
+
+    fast, _ = pair
+    prompts = [fast._prompt_ids(c) for c in CONVERSATIONS]
+    gens = lambda: None if params.temperature == 0 else [torch.Generator().manual_seed(s) for s in range(len(prompts))]
+    pad = fast.tokenizer.pad_token_id
+    kept = list(decode(fast._step, prompts, pad, params, gens()))
+    finished = [False] * len(prompts)
+    dropped, sizes = [], []
+    for t, tokens in enumerate(decode(fast._step, prompts, pad, params, gens(), finished=finished)):
+        dropped.append(tokens)
+        sizes.append(fast._step.k.shape[1])
+        if t == 2:
+            finished[1] = finished[3] = True  # two rows end after their third token
+    assert sizes[:3] == [5, 5, 5] and set(sizes[3:]) == {3}  # the cache holds the three left
+    for t, (a, b) in enumerate(zip(kept, dropped)):
+        for i in range(len(prompts)):
+            assert b[i] == (-1 if t > 2 and i in (1, 3) else a[i])

@@ -71,7 +71,7 @@ def run_cmd(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the suite's public data."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Override the answer length cap."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Override the temperature (default 0: greedy)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generate call."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generate call."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Generate even when a cached answer exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Registered model that judges answers (suites with judge graders)."),

@@ -43,7 +43,7 @@ class CachedGenerator:
     """
 
     def __init__(
-        self, store: Store, backend: Backend, model: str, *, batch_size: int = 8, use_cache: bool = True
+        self, store: Store, backend: Backend, model: str, *, batch_size: int = 32, use_cache: bool = True
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")

@@ -131,7 +131,7 @@ def run_suite(
     seed: int = 0,
     data_dir: str | Path | None = None,
     params: dict[str, Any] | None = None,
-    batch_size: int = 8,
+    batch_size: int = 32,
     progress: bool = True,
     backend: Backend | None = None,
     use_cache: bool = True,

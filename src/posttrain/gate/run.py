@@ -177,7 +177,7 @@ def _independent_metrics(policy: Policy, trained: dict[str, str | None]) -> tupl
 def run_gate(
     store: Store, candidate: str, baseline: str, *, policy: str | Path | None = None, limit: int | None = None,
     wait_review: bool = False, report: str | Path | None = None, data_dir: str | Path | None = None,
-    progress: bool = False, batch_size: int = 8,
+    progress: bool = False, batch_size: int = 32,
 ) -> dict[str, Any]:
     """Gate `candidate` against `baseline` under `policy` (a TOML path; None = the default) and
     store the decision; returns the `gate --json` shape. See docs/gate.md."""

@@ -79,12 +79,56 @@ def _sample(scores: torch.Tensor, top_p: float, generators: list[torch.Generator
                       for i, g in enumerate(generators)])
 
 
+# What one more prefill call costs beside the positions it computes, in positions: a call's fixed
+# work (30 layers of small operations) and its smaller, less efficient products.
+PREFILL_CALL_POSITIONS = 32
+# The most positions one prefill call computes: a group above it is cut by rows, so a batch of
+# long prompts does not need its activations all at once (at 16384 positions SmolLM2's MLP
+# holds about 100 MB per intermediate tensor).
+PREFILL_MAX_POSITIONS = 16384
+
+
+def prefill_groups(lengths: list[int], max_positions: int = PREFILL_MAX_POSITIONS) -> list[tuple[int, int, int]]:
+    """The rows cut into consecutive groups (first, end, widest length) so that the positions a
+    grouped prefill computes (each group padded to its widest prompt) plus
+    PREFILL_CALL_POSITIONS per group are fewest (exact, by dynamic programming over the cuts);
+    then any group over `max_positions` is cut by rows. Sorted lengths group best; the local
+    backend sorts its batches."""
+    n = len(lengths)
+    best, cut = [0] + [None] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        widest = 0
+        for first in range(end - 1, -1, -1):
+            widest = max(widest, lengths[first])
+            cost = best[first] + widest * (end - first) + PREFILL_CALL_POSITIONS
+            if best[end] is None or cost < best[end]:
+                best[end], cut[end] = cost, first
+    groups, end = [], n
+    while end > 0:
+        first = cut[end]
+        widest = max(lengths[first:end])
+        rows = max(1, max_positions // widest)
+        groups[:0] = [(at, min(at + rows, end), max(lengths[at : min(at + rows, end)])) for at in range(first, end, rows)]
+        end = first
+    return groups
+
+
 def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: DecodingParams,
            generators: list[torch.Generator] | None = None,
-           temperatures: list[float] | None = None) -> Iterator[list[int]]:
+           temperatures: list[float] | None = None,
+           finished: list[bool] | None = None) -> Iterator[list[int]]:
     """Yield each step's next token for every row of the left-padded batch, up to
-    max_new_tokens steps (`generators`, `temperatures`: one per row, see choose). Rows the caller considers
-    finished keep getting tokens (ignored), as in generate(); breaking out of the loop ends it and frees the cache."""
+    max_new_tokens steps (`generators`, `temperatures`: one per row, see choose). Breaking out of
+    the loop ends it and frees the cache.
+
+    `finished` (one flag per row, set by the caller between steps): rows it marks are dropped
+    from the batch, their cache rows with them, and get -1 from then on; the others go on as
+    they would have. Without it, finished rows keep getting tokens (ignored), as in generate().
+    Only where each row's choice is its own (greedy, or a generator per row): sampling from the
+    one global generator draws a row's numbers by its place in the batch, so a smaller batch
+    would change the other rows' samples, and there nothing is dropped. In an eval batch the
+    answers end at very different steps (64 questions at 32 new tokens: 907 of 2,048 slots
+    used), so dropping the finished rows saves most of the decoding work."""
     batch, width = len(prompts), max(len(p) for p in prompts)
     total = width + params.max_new_tokens
     lengths = torch.tensor([len(p) for p in prompts])
@@ -95,13 +139,36 @@ def decode(step: LlamaStep, prompts: list[list[int]], pad_id: int, params: Decod
     if int(lengths.min()) < width:
         key_ok = torch.ones(batch, total, dtype=torch.bool)
         key_ok[:, :width] = torch.arange(width)[None, :] >= offset
+    own_choice = generators is not None or (temperatures is None and params.temperature == 0)
+    if not own_choice:
+        finished = None
+    rows = list(range(batch))  # the original index of each row still in the batch
     step.start(batch, total, key_ok)
     try:
-        logits = step.forward(ids, positions)
+        logits = step.prefill(ids, positions, prefill_groups(lengths.tolist()))
         for t in range(params.max_new_tokens):
             tokens = choose(logits, params, generators, temperatures)
-            yield tokens.tolist()
-            if t + 1 < params.max_new_tokens:
-                logits = step.forward(tokens[:, None], (lengths + t)[:, None])
+            if len(rows) == batch:
+                yield tokens.tolist()
+            else:
+                out = [-1] * batch
+                for r, token in zip(rows, tokens.tolist()):
+                    out[r] = token
+                yield out
+            if t + 1 == params.max_new_tokens:
+                break
+            if finished is not None:
+                keep = [j for j, r in enumerate(rows) if not finished[r]]
+                if not keep:
+                    break
+                if len(keep) < len(rows):
+                    sel = torch.tensor(keep)
+                    step.keep(sel)
+                    rows, lengths, tokens = [rows[j] for j in keep], lengths[sel], tokens[sel]
+                    if generators is not None:
+                        generators = [generators[j] for j in keep]
+                    if temperatures is not None:
+                        temperatures = [temperatures[j] for j in keep]
+            logits = step.forward(tokens[:, None], (lengths + t)[:, None])
     finally:
         step.finish()

@@ -115,6 +115,13 @@ class LlamaStep:
         if self.batched:
             self._pack()
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Go on with these rows of the batch only (indices into the current batch): their
+        cache and padding mask are kept, the others' freed."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+        if self.key_ok is not None:
+            self.key_ok = self.key_ok[rows]
+
     def finish(self) -> None:
         self.k = self.v = self.key_ok = None
 
@@ -122,11 +129,45 @@ class LlamaStep:
     def forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Run `ids` [batch, n] at `positions` [batch, n] after what is cached; return the last
         position's logits [batch, vocab] in fp32."""
-        b, n = ids.shape
-        t0, t1 = self.filled, self.filled + n
-        if n > 1 and t0:
+        n = ids.shape[1]
+        if n > 1 and self.filled:
             raise ValueError("prefill runs once, into an empty cache")
-        mask = self._mask(n, t1)
+        logits = self._run(ids, positions, slice(None), self.filled, masked=self.key_ok is not None)
+        self.filled += n
+        return logits
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor, positions: torch.Tensor, groups: list[tuple[int, int, int]]) -> torch.Tensor:
+        """The prompts' prefill, one group of rows at a time: `ids`, `positions` [batch, width]
+        left-padded as for forward(); each group (first row, end row, its widest prompt n) runs
+        only its last n columns, into cache slots [width - n, width). A batch's prompts differ in
+        length, and one prefill of the whole batch computes every padding position too (an eval
+        suite's 64 prompts in sorted batches of 8 were 35 % padding, 2.6x for a multi-turn one).
+        The same arithmetic per real token; returns the last position's logits [batch, vocab]."""
+        if self.filled:
+            raise ValueError("prefill runs once, into an empty cache")
+        width = ids.shape[1]
+        out = []
+        for r0, r1, n in groups:
+            t0 = width - n
+            rows = slice(r0, r1)
+            padded = self.key_ok is not None and not bool(self.key_ok[rows, t0:width].all())
+            # The slots left of the group are never written: masked out, but torch.empty may hold
+            # NaN there, and attention multiplies every value row by its weight (0 * NaN = NaN).
+            self.k[:, rows, :, :t0] = 0
+            self.v[:, rows, :, :t0] = 0
+            out.append(self._run(ids[rows, t0:], positions[rows, t0:], rows, t0, masked=padded))
+        self.filled = width
+        return torch.cat(out)
+
+    def _run(self, ids: torch.Tensor, positions: torch.Tensor, rows: slice, t0: int, *, masked: bool) -> torch.Tensor:
+        """`ids` [b, n] of batch rows `rows` into cache slots [t0, t0 + n). A prefill (n > 1)
+        attends to the keys of its own slots, a decode step to every cached key; under the
+        padding mask when `masked`, else plainly causal."""
+        b, n = ids.shape
+        t1 = t0 + n
+        k0 = 0 if n == 1 else t0
+        mask = self._mask(n, rows, k0, t1) if masked else None
         cos, sin = self._rotary(positions)
         half = self.head_dim // 2
         h = F.embedding(ids, self.embed)
@@ -137,9 +178,9 @@ class LlamaStep:
             v = self._linear(x, wv).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
             q = q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
             k = k * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin
-            self.k[i, :, :, t0:t1] = k
-            self.v[i, :, :, t0:t1] = v
-            keys, values = self.k[i, :, :, :t1], self.v[i, :, :, :t1]
+            self.k[i, rows, :, t0:t1] = k
+            self.v[i, rows, :, t0:t1] = v
+            keys, values = self.k[i, rows, :, k0:t1], self.v[i, rows, :, k0:t1]
             if n == 1:
                 # One query per row: fold the query heads that share a key head into a "length"
                 # of heads-per-group, so attention runs on the key heads without repeating them.
@@ -152,15 +193,14 @@ class LlamaStep:
             h = h + self._linear(a.reshape(b, n, self.heads * self.head_dim), wo)
             x = self._rms(h, w_post)
             h = h + self._linear(F.silu(self._linear(x, wg)) * self._linear(x, wu), wd)
-        self.filled = t1
         last = self._rms(h[:, -1:], self.norm)
         return self._linear(last, self.lm_head)[:, 0].float()
 
-    def _mask(self, n: int, t1: int) -> torch.Tensor | None:
-        """The attention mask for n queries over keys [0, t1): prefill starts at slot 0."""
+    def _mask(self, n: int, rows: slice, k0: int, t1: int) -> torch.Tensor | None:
+        """The attention mask of `rows` for n queries ending at slot t1 over keys [k0, t1)."""
         if self.key_ok is None:
-            return None  # no padding: decode sees every key, prefill is plainly causal
-        keys = self.key_ok[:, None, None, :t1]
+            return None  # no padding: decode sees every key
+        keys = self.key_ok[rows, None, None, k0:t1]
         if n == 1:
             return keys
         causal = torch.ones(n, n, dtype=torch.bool).tril()

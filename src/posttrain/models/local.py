@@ -120,7 +120,7 @@ class LocalBackend:
     Loads lazily on first use; safe to call from many threads.
     """
 
-    def __init__(self, path: str | None = None, name: str = EMBEDDED_MODEL, device: str = "cpu", batch_size: int = 8,
+    def __init__(self, path: str | None = None, name: str = EMBEDDED_MODEL, device: str = "cpu", batch_size: int = 32,
                  decoder: str = "auto") -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -271,7 +271,8 @@ class LocalBackend:
         done = [False] * len(prompts)
         window = max((len(s) for s in params.stop), default=0) + 8  # as in _StopCriteria
         # closing(): the cache is freed here, while the caller still holds the generation lock.
-        with closing(decode(self._step, prompts, self._tok.pad_token_id, params, generators, temperatures)) as steps:
+        with closing(decode(self._step, prompts, self._tok.pad_token_id, params, generators, temperatures,
+                            finished=done)) as steps:
             for tokens in steps:
                 for i, t in enumerate(tokens):
                     if not done[i]:
