@@ -105,3 +105,48 @@ def test_a_writer_batch_is_one_transaction(store):
     with store.session() as s:
         assert s.scalars(select(User.name)).all() == ["in-batch"]
     assert seen_from_outside == [0]
+
+
+def _kill_store_connections(store: Store) -> None:
+    """Terminate the PostgreSQL backend of the store's one pooled connection (as a database
+    restart would), from a connection of its own."""
+    import sqlalchemy as sa
+
+    with store.session() as s:
+        mine = s.execute(sa.text("select pg_backend_pid()")).scalar()
+    assert store.engine.pool.checkedin() == 1  # the writer and the reads share that one
+    other = sa.create_engine(store.engine.url)
+    try:
+        with other.begin() as conn:
+            assert conn.execute(sa.text("select pg_terminate_backend(:pid)"), {"pid": mine}).scalar()
+    finally:
+        other.dispose()
+
+
+@pytest.mark.parametrize("idle", [0.0, 1.2], ids=["in-use", "idle"])
+def test_writes_survive_a_dropped_postgresql_connection(db_url, idle, monkeypatch):
+    """Pooled connections are pinged only after PING_AFTER_IDLE seconds unused, not on every
+    checkout. A connection the database dropped while it was in steady use fails its statement;
+    the writer then runs the transaction once more on a fresh connection, so the write is stored
+    once. One that sat idle is pinged and replaced before use, by a read too."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL: SQLite has no connection to drop")
+    import time
+
+    from posttrain.store import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE", 1.0)
+    store = Store.open(db_url)
+    try:
+        store.write(lambda s: s.add(_user("before")))
+        _kill_store_connections(store)
+        time.sleep(idle)
+        if idle:  # a read has no retry: only the ping makes it work
+            with store.session() as s:
+                assert s.scalars(select(User.name)).all() == ["before"]
+        store.write(lambda s: s.add(_user("after")))
+        with store.session() as s:
+            names = sorted(s.scalars(select(User.name)).all())
+        assert names == ["after", "before"]
+    finally:
+        store.close()

@@ -150,8 +150,9 @@ class BatchWriter:
             fut.set_result(value)
         return True
 
-    def _run_savepoints(self, batch: list[tuple[Callable, concurrent.futures.Future]]) -> None:
+    def _run_savepoints(self, batch: list[tuple[Callable, concurrent.futures.Future]], retry: bool = True) -> None:
         outcomes: list[tuple[concurrent.futures.Future, bool, Any]] = []
+        committing = False
         try:
             with self._turn(), self._sessions() as session, session.begin():
                 for fn, fut in batch:
@@ -166,10 +167,18 @@ class BatchWriter:
                                 result = fn(session)
                         outcomes.append((fut, True, result))
                     except Exception as exc:  # the write fails alone; the batch goes on
-                        if len(batch) == 1:
-                            raise
+                        if len(batch) == 1 or _dead_connection(exc):
+                            raise  # a dead connection fails the transaction, not one write
                         outcomes.append((fut, False, exc))
+                committing = True
         except Exception as exc:
+            if retry and not committing and _dead_connection(exc):
+                # The connection died before the commit (the database restarted and no ping ran:
+                # engine.py's PING_AFTER_IDLE). Nothing was committed and the pool now hands out
+                # fresh connections, so the batch runs once more. A commit that failed is not
+                # rerun: it may have committed.
+                self._run_savepoints(batch, retry=False)
+                return
             # The commit itself failed (or a lone write raised): nobody's write is durable.
             for _fn, fut in batch:
                 if not fut.done():
@@ -182,6 +191,11 @@ class BatchWriter:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+
+def _dead_connection(exc: BaseException) -> bool:
+    """The database connection was lost (SQLAlchemy invalidated it), not a write's own error."""
+    return bool(getattr(exc, "connection_invalidated", False))
 
 
 def _sqlite_lock_path(session_factory: sessionmaker[Session]) -> str | None:
