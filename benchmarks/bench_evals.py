@@ -10,6 +10,13 @@ real eval runner on SmolLM2-135M-Instruct:
 Run by hand:  .venv/bin/python benchmarks/bench_evals.py [--cases 16] [--max-new-tokens 32] [--json]
 The load average is printed: on a shared machine other processes take cores and every figure
 drops (the ratio holds up better than the absolute numbers).
+
+`--demo-suites [--data-dir DIR] [--rounds 2] [--batch-sizes 8 32]` measures instead the demo's
+evaluation on the embedded model (capability 64 cases at 32 new tokens, engagement 24 at 64,
+sycophancy-are-you-sure 16 two-turn cases at 40, cache off) at each batch size, with the local
+backend's grouped prefill and dropping of finished answers ("grouped") and without them ("one
+padded batch": every prompt padded to the batch's longest, every row decoded to the batch's
+last step, as before), alternating in one process, `--rounds` times.
 """
 
 from __future__ import annotations
@@ -51,13 +58,77 @@ def bench_suite(n: int):  # noqa: ANN201 (Suite is imported lazily)
     )
 
 
+DEMO_SUITES = [("capability", 64, 32), ("engagement", 24, 64), ("sycophancy-are-you-sure", 16, 40)]
+
+
+def _padded_batches() -> None:
+    """The local backend as it was: one prefill of the whole padded batch, no row dropped."""
+    from posttrain.models import _decode
+
+    plain = _decode.decode
+
+    def decode(*args, finished=None, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        return plain(*args, **kwargs)
+
+    _decode.prefill_groups = lambda lengths, **_: [(0, len(lengths), max(lengths))]
+    _decode.decode = decode
+
+
+def demo_suites(args: argparse.Namespace) -> None:
+    """The demo's three eval suites, grouped against one padded batch, alternating."""
+    from posttrain.evals.runner import run_suite
+    from posttrain.models import _decode, registry
+    from posttrain.models.base import DecodingParams
+    from posttrain.store import Store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-evals-"))
+    store = Store.open(f"sqlite:///{tmp / 'bench.db'}")
+    registry.ensure_default_models(store)
+    backend = registry.load_backend(store, "smollm2-135m")
+    backend.generate([[{"role": "user", "content": "Hi"}]] * 2, DecodingParams(max_new_tokens=2, temperature=0.0))
+    grouped = (_decode.prefill_groups, _decode.decode)
+    variants = [(mode, b) for b in args.batch_sizes for mode in ("grouped", "one padded batch")]
+    seconds: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
+    tokens: dict[tuple[str, int], int] = {}
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    for rnd in range(args.rounds):
+        for mode, batch in (variants if rnd % 2 == 0 else variants[::-1]):
+            if mode == "grouped":
+                _decode.prefill_groups, _decode.decode = grouped
+            else:
+                _padded_batches()
+            backend.batch_size = batch
+            t0, n = time.perf_counter(), 0
+            for suite, limit, new_tokens in DEMO_SUITES:
+                s = run_suite(store, suite, "smollm2-135m", limit=limit, params={"max_new_tokens": new_tokens},
+                              batch_size=batch, progress=False, use_cache=False, data_dir=args.data_dir, backend=backend)
+                n += s.generated_tokens
+            seconds[(mode, batch)].append(time.perf_counter() - t0)
+            tokens[(mode, batch)] = n
+            print(f"round {rnd + 1}: {mode:<17} batch {batch:>3}: {seconds[(mode, batch)][-1]:6.1f} s, {n} tokens", flush=True)
+    _decode.prefill_groups, _decode.decode = grouped
+    store.close()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    base = min(seconds[("one padded batch", args.batch_sizes[0])])
+    for (mode, batch), xs in seconds.items():
+        print(f"{mode:<17} batch {batch:>3}: best {min(xs):6.1f} s ({base / min(xs):.2f}x the padded batch of "
+              f"{args.batch_sizes[0]}), {tokens[(mode, batch)]} tokens")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--demo-suites", action="store_true", help="the demo's eval suites, grouped vs padded")
+    ap.add_argument("--data-dir", default=None, help="public data for the suites (../shared/data)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     args = ap.parse_args()
+    if args.demo_suites:
+        demo_suites(args)
+        return
 
     from posttrain.evals.runner import run_suite
     from posttrain.models import registry

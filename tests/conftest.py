@@ -72,6 +72,16 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
+def pg_db_url():
+    """A fresh PostgreSQL database URL (its own schema), for what only PostgreSQL has."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL store tests skipped: POSTTRAIN_TEST_DATABASE_URL is not set")
+    url, schema = _pg_schema_url()
+    yield url
+    _drop_pg_schema(schema)
+
+
+@pytest.fixture
 def store(db_url):
     """An open, migrated Store on each database."""
     from posttrain.store import Store

@@ -124,19 +124,17 @@ def _kill_store_connections(store: Store) -> None:
 
 
 @pytest.mark.parametrize("idle", [0.0, 1.2], ids=["in-use", "idle"])
-def test_writes_survive_a_dropped_postgresql_connection(db_url, idle, monkeypatch):
+def test_writes_survive_a_dropped_postgresql_connection(pg_db_url, idle, monkeypatch):
     """Pooled connections are pinged only after PING_AFTER_IDLE seconds unused, not on every
     checkout. A connection the database dropped while it was in steady use fails its statement;
     the writer then runs the transaction once more on a fresh connection, so the write is stored
     once. One that sat idle is pinged and replaced before use, by a read too."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL: SQLite has no connection to drop")
     import time
 
     from posttrain.store import engine as engine_mod
 
     monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE", 1.0)
-    store = Store.open(db_url)
+    store = Store.open(pg_db_url)
     try:
         store.write(lambda s: s.add(_user("before")))
         _kill_store_connections(store)
