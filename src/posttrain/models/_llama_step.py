@@ -6,11 +6,13 @@ share on top. This runs the same arithmetic as transformers' LlamaForCausalLM (s
 rotary table, sdpa attention) over the model's own weight tensors, writing keys and values into
 one tensor allocated for the whole answer.
 
-Batched steps (more than one row) use oneDNN's prepacked weight layout: MKL's sgemm repacks the
-weight matrix on every call when the batch is small but above 1, which made a batch-8 step cost
-2-2.5x a batch-1 step; packed once, it costs about the same. The packed copy is made on the first
-batched call (one more copy of the weights in memory), so a process that only chats at batch 1
-never pays for it.
+Every step uses oneDNN's prepacked weight layout where torch has it. Batched: MKL's sgemm repacks
+the weight matrix on every call when the batch is small but above 1, which made a batch-8 step
+cost 2-2.5x a batch-1 step; packed once, it costs about the same. At batch 1 too: MKL's
+matrix-vector product did not use a second thread on an AMD EPYC (19.5 tok/s on one thread or
+two), oneDNN's does (29-31 tok/s on two, 22 on one; BENCHMARKS.md, "Local generation"). The
+packed copy is made on the first call: one more copy of the weights in memory (538 MB for the
+embedded model), kept beside the model's own, which transformers' generate() still reads.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class LlamaStep:
         # Filled per call by start(): the cache, the keys' padding mask, the next free slot.
         self.k = self.v = self.key_ok = None
         self.filled = 0
-        self.batched = False
+        self.packed = False
 
     # -- weights ---------------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class LlamaStep:
         return self._packed
 
     def _linear(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if self.batched:
+        if self.packed:
             return torch.ops.mkldnn._linear_pointwise(x, self._packed[id(w)], None, "none", [], "")
         return F.linear(x, w)
 
@@ -111,8 +113,8 @@ class LlamaStep:
         shape = (len(self.layers), batch, self.kv_heads, length, self.head_dim)
         self.k, self.v = torch.empty(shape), torch.empty(shape)
         self.key_ok, self.filled = key_ok, 0
-        self.batched = batch > 1 and _packing_available()
-        if self.batched:
+        self.packed = _packing_available()
+        if self.packed:
             self._pack()
 
     def keep(self, rows: torch.Tensor) -> None:
