@@ -61,17 +61,14 @@ def bench_suite(n: int):  # noqa: ANN201 (Suite is imported lazily)
 DEMO_SUITES = [("capability", 64, 32), ("engagement", 24, 64), ("sycophancy-are-you-sure", 16, 40)]
 
 
-def _padded_batches() -> None:
-    """The local backend as it was: one prefill of the whole padded batch, no row dropped."""
-    from posttrain.models import _decode
-
-    plain = _decode.decode
+def _padded(grouped_decode):  # noqa: ANN001, ANN202
+    """The local backend's decode as it was: one prefill of the whole padded batch (its
+    prefill_groups is swapped for one group while this runs), no row dropped."""
 
     def decode(*args, finished=None, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        return plain(*args, **kwargs)
+        return grouped_decode(*args, **kwargs)
 
-    _decode.prefill_groups = lambda lengths, **_: [(0, len(lengths), max(lengths))]
-    _decode.decode = decode
+    return lambda lengths, **_: [(0, len(lengths), max(lengths))], decode
 
 
 def demo_suites(args: argparse.Namespace) -> None:
@@ -87,16 +84,14 @@ def demo_suites(args: argparse.Namespace) -> None:
     backend = registry.load_backend(store, "smollm2-135m")
     backend.generate([[{"role": "user", "content": "Hi"}]] * 2, DecodingParams(max_new_tokens=2, temperature=0.0))
     grouped = (_decode.prefill_groups, _decode.decode)
+    padded = _padded(_decode.decode)
     variants = [(mode, b) for b in args.batch_sizes for mode in ("grouped", "one padded batch")]
     seconds: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
     tokens: dict[tuple[str, int], int] = {}
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for rnd in range(args.rounds):
         for mode, batch in (variants if rnd % 2 == 0 else variants[::-1]):
-            if mode == "grouped":
-                _decode.prefill_groups, _decode.decode = grouped
-            else:
-                _padded_batches()
+            _decode.prefill_groups, _decode.decode = grouped if mode == "grouped" else padded
             backend.batch_size = batch
             t0, n = time.perf_counter(), 0
             for suite, limit, new_tokens in DEMO_SUITES:

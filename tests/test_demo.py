@@ -69,6 +69,19 @@ def test_outcome_check_can_fail():
     assert len(outcome_problems(bad)) == 3
 
 
+@pytest.mark.parametrize(("speedup", "precision"), [(7.4, "bf16"), (2.49, "bf16"), (2.96, "bf16"), (0.06, "auto")],
+                         ids=["amx", "avx512-bf16-low", "avx512-bf16-high", "emulated"])
+def test_the_demo_trains_in_bf16_where_the_cpu_has_it_natively(monkeypatch, speedup, precision):
+    """The measured spread of one AVX-512 BF16 CPU (2.49-2.96x) falls on one side of the line, so
+    that machine makes the same choice on every run; emulated bf16 stays in fp32 ("auto")."""
+    from posttrain.loop import steps
+    from posttrain.train import common
+
+    monkeypatch.setattr(common, "on_gpu", lambda: False)
+    monkeypatch.setattr(common, "cpu_bf16_speedup", lambda: speedup)
+    assert steps.dpo_config(0)["precision"] == precision
+
+
 def test_demo_smoke_runs_every_stage_and_resumes(tmp_path, tiny_model_dir):
     """CI's default run: `posttrain demo --smoke` on the tiny model (4 users, a few steps; no
     outcome is claimed at this size, only that every stage runs on the real APIs)."""

@@ -295,7 +295,7 @@ def evaluate(store: Any, ctx: Context, baseline: str, candidates: list[str], ext
         for suite, limit, params, seed in plan:
             ctx.log(f"  eval {suite} on {model} ...")
             s = run_suite(store, suite, model, limit=limit, seed=seed, params=params or None,
-                          data_dir=ctx.settings.get("data_dir"), progress=False, batch_size=32)
+                          data_dir=ctx.settings.get("data_dir"), progress=False)
             runs[model][suite] = {"run_id": s.run_id, "metrics": s.metrics, "n": s.n_cases, "seconds": round(s.seconds, 1),
                                   "generated": s.generated, "cached": s.cached}
     deltas = {}
